@@ -5,4 +5,5 @@ __version__ = "0.1.0"
 from .groups import FiniteGroup, ProductGroup, cyclic_group, group_from_permutations, trivial_group  # noqa: E402
 from .plans import STRATEGIES, Plan, make_plan  # noqa: E402
 from .aggregation import AGGREGATIONS  # noqa: E402
+from .checks import EquivarianceReport, check_equivariance  # noqa: E402
 from .actions.image import Flip, ImageGroupAction, Rot90  # noqa: E402
