@@ -1,0 +1,1 @@
+"""Model wrappers, one sub-package per task."""

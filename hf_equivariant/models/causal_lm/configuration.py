@@ -1,0 +1,88 @@
+"""Configuration of :class:`EquivariantModelForCausalLM`: the base model's config plus the group, strategy and
+aggregation, all JSON so a saved wrapper reloads without pickles or remote code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+from ...actions.tokens import WordSwap
+from ...aggregation import check_aggregation
+from ...plans import BRANCH_WEIGHTINGS, STRATEGIES
+
+__all__ = ["EquivariantCausalLMConfig"]
+
+
+class EquivariantCausalLMConfig(PretrainedConfig):
+    """Config of an equivariant causal LM wrapper.
+
+    Args:
+        text_config: the base model's config (a ``PretrainedConfig`` or its dict with ``model_type``).
+        groups: word-swap factor specs (``WordSwap.to_spec()``: name, words and resolved token ids).
+        strategy: ``"full"`` (prod |Gi| copies), ``"multi"`` (sum |Gi|, the paper's design 2) or ``"canonical"`` (1).
+        aggregation: ``"mean_prob"``, ``"mean_logits"`` or ``"max_prob"``.
+        branch_weighting: ``"size"`` or ``"equal"`` (multi only).
+        base_model_name_or_path / base_model_revision: where the base came from (needed by light saves).
+        save_base_weights: ``True`` saves the full weights; ``False`` saves only this config and reloads the base
+            by name.
+        max_rows: cap on base-model rows per forward call (bounds memory; ``None`` = no cap).
+        share_identical_copies: run copies whose transformed sequences are identical once (copy-on-diverge).
+    """
+
+    model_type = "hf_equivariant_causal_lm"
+
+    def __init__(
+        self,
+        text_config: PretrainedConfig | dict[str, Any] | None = None,
+        groups: list[dict[str, Any]] | None = None,
+        strategy: str = "multi",
+        aggregation: str = "mean_prob",
+        branch_weighting: str = "size",
+        base_model_name_or_path: str | None = None,
+        base_model_revision: str | None = None,
+        save_base_weights: bool = True,
+        max_rows: int | None = None,
+        share_identical_copies: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(text_config, dict):
+            text_config = dict(text_config)
+            model_type = text_config.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("text_config needs a 'model_type' to rebuild the base model's config")
+            text_config = AutoConfig.for_model(model_type, **text_config)
+        self.text_config = text_config
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        if branch_weighting not in BRANCH_WEIGHTINGS:
+            raise ValueError(f"unknown branch weighting {branch_weighting!r}; choose one of {BRANCH_WEIGHTINGS}")
+        self.strategy = strategy
+        self.aggregation = check_aggregation(aggregation)
+        self.branch_weighting = branch_weighting
+        if groups is not None and not isinstance(groups, list):
+            raise ValueError(f"malformed group spec: 'groups' must be a list of word-swap specs, got {type(groups).__name__}")
+        self.groups = [WordSwap.from_spec(g).to_spec() for g in (groups or [])]  # validates saved specs
+        self.base_model_name_or_path = base_model_name_or_path
+        self.base_model_revision = base_model_revision
+        self.save_base_weights = bool(save_base_weights)
+        if max_rows is not None and int(max_rows) < 1:
+            raise ValueError(f"max_rows must be a positive integer or None, got {max_rows}")
+        self.max_rows = None if max_rows is None else int(max_rows)
+        self.share_identical_copies = bool(share_identical_copies)
+        if text_config is not None:
+            kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
+            for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                if kwargs.get(key) is None and getattr(text_config, key, None) is not None:
+                    kwargs[key] = getattr(text_config, key)
+        super().__init__(**kwargs)
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g["name"] for g in self.groups]
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        if isinstance(self.text_config, PretrainedConfig):
+            output["text_config"] = self.text_config.to_dict()
+        return output
