@@ -64,7 +64,7 @@ def run_on_orbits(
         if x.dim() >= 2:
             action.check_shape(int(x.shape[-2]), int(x.shape[-1]))
         orbits.append(action.orbit(x))
-    if isinstance(modules, nn.Module):
+    if isinstance(modules, nn.Module) and not isinstance(modules, nn.ModuleList):
         shapes = {tuple(o.shape[2:]) for o in orbits}
         if len(shapes) != 1:
             raise ValueError(f"a shared module needs inputs of one shape, got {sorted(shapes)}")
@@ -118,7 +118,7 @@ class EquivariantBranch(nn.Module):
         result = []
         for y, action in zip(outs, self.actions):
             if self.spatial_output:
-                _check_spatial(y, [action], "the branch module")
+                _check_spatial(y[0], [action], "the branch module")
                 # Row g holds M(g.x); map it back with g^-1 (one gather for the whole orbit).
                 y = action.apply(y, action.group.inverse.to(y.device))
             result.append(y.mean(dim=0))
