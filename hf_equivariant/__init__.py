@@ -17,3 +17,10 @@ from .multi_input import (  # noqa: E402
     MultiInputEquivariantModel,
     MultiInputLayer,
 )
+from .models.clip import (  # noqa: E402
+    EquivariantCLIPConfig,
+    EquivariantCLIPModel,
+    EquivariantSiglipConfig,
+    EquivariantSiglipModel,
+)
+from .open_clip_support import EquivariantOpenCLIP, InvariantZeroShotClassifier  # noqa: E402
