@@ -51,8 +51,11 @@ def _load_builtin(name: str) -> dict[str, Any]:
 
 
 def _single_token(tokenizer: Any, text: str) -> int | None:
+    """The id of ``text`` if the tokenizer encodes it as exactly one known token (never the unknown token)."""
     ids = tokenizer.encode(text, add_special_tokens=False)
-    return int(ids[0]) if len(ids) == 1 else None
+    if len(ids) != 1 or ids[0] == getattr(tokenizer, "unk_token_id", None):
+        return None
+    return int(ids[0])
 
 
 @dataclass
