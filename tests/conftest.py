@@ -63,7 +63,9 @@ def word_tokenizer(tmp_path_factory):
     tok.padding_side = "left"
     folder = tmp_path_factory.mktemp("word_tokenizer")
     tok.save_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
+    loaded = AutoTokenizer.from_pretrained(folder)
+    loaded.padding_side = "left"
+    return loaded
 
 
 def make_tiny_gpt2(vocab_size: int, seed: int = 0, **overrides):
