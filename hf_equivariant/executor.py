@@ -96,17 +96,13 @@ def aggregate_token_logits(
     """
     c, n, t, width = logits.shape
     values = to_aggregation_space(logits, aggregation)
-    parts = copies.parts.to(logits.device).expand(c, n, -1)
-    maps = action.vocabulary_maps(parts, logits.device, width)  # [C, N, V]: w -> g.w
+    # Maps and orbit tables are [C, 1, V] when the copies are the same for every row (full, multi): computed once
+    # per plan and reused, then broadcast over rows and positions.
+    maps = action.cached_vocabulary_maps(copies.parts, logits.device, width)  # w -> g.w
     values = values.gather(-1, maps[:, :, None, :].expand(c, n, t, width))
-    symmetrise = copies.symmetrise.to(logits.device).expand(c, n, -1)
     reduce = "amax" if aggregation == "max_prob" else "mean"
-    if bool(symmetrise.any()):
-        index, num_orbits = action.orbit_index(symmetrise, logits.device)
-        if width > action.vocab_size:
-            extra = torch.arange(width - action.vocab_size, device=logits.device) + num_orbits
-            index = torch.cat([index, extra.expand(c, n, -1)], dim=-1)
-            num_orbits += width - action.vocab_size
+    if bool(copies.symmetrise.any()):
+        index, num_orbits = action.cached_orbit_index(copies.symmetrise, logits.device, width)
         values = _symmetrise(values, index, num_orbits, reduce)
     if reduce == "amax":
         combined = values.amax(dim=0)

@@ -212,6 +212,7 @@ class TokenPermutationAction:
             "cycle_order": torch.tensor(orders, dtype=torch.long),
         }
         self._device_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._memo_store: dict[tuple, Any] = {}
 
     @property
     def num_factors(self) -> int:
@@ -280,6 +281,33 @@ class TokenPermutationAction:
         num_cycles = t["cycles"].shape[0]
         index = torch.where(selected, t["cycle_of"], torch.arange(self.vocab_size, device=device) + num_cycles)
         return index, num_cycles + self.vocab_size
+
+    def cached_vocabulary_maps(self, parts: torch.Tensor, device: torch.device | str, width: int) -> torch.Tensor:
+        """:meth:`vocabulary_maps`, memoised for the few element tables a model uses over and over."""
+        key = ("maps", tuple(parts.shape), tuple(parts.flatten().tolist()), str(device), width)
+        return self._memo(key, lambda: self.vocabulary_maps(parts, device, width))
+
+    def cached_orbit_index(self, factor_mask: torch.Tensor, device: torch.device | str,
+                           width: int) -> tuple[torch.Tensor, int]:
+        """:meth:`orbit_index` widened to ``width`` (extra ids are their own orbits), memoised."""
+        key = ("orbits", tuple(factor_mask.shape), tuple(factor_mask.flatten().tolist()), str(device), width)
+
+        def build() -> tuple[torch.Tensor, int]:
+            index, num_orbits = self.orbit_index(factor_mask, device)
+            if width > self.vocab_size:
+                extra = torch.arange(width - self.vocab_size, device=device) + num_orbits
+                index = torch.cat([index, extra.expand(*index.shape[:-1], -1)], dim=-1)
+                num_orbits += width - self.vocab_size
+            return index, num_orbits
+
+        return self._memo(key, build)
+
+    def _memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        if key not in self._memo_store:
+            if len(self._memo_store) >= 32:  # per-row tables (canonical strategy) change with every batch
+                self._memo_store.pop(next(iter(self._memo_store)))
+            self._memo_store[key] = build()
+        return self._memo_store[key]
 
     def first_positions(self, ids: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """For each row and factor: position in its set of the first token the factor moves, and whether one exists.
