@@ -96,7 +96,8 @@ class LinearISLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"expected inputs of shape [B, {', '.join(map(str, self.in_shape))}], got {tuple(x.shape)}")
+            shape = ", ".join(map(str, self.in_shape))
+            raise ValueError(f"expected inputs of shape [B, {shape}], got {tuple(x.shape)}")
         src, tgt = self.tables(x.device)
         flat = x.reshape(x.shape[0], -1)
         pooled = flat[:, src].mean(dim=1)  # P_source x

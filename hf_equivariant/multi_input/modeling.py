@@ -149,6 +149,9 @@ class MultiInputEquivariantModel(MultiInputEquivariantPreTrainedModel):
         else:
             backbone_config = AutoConfig.for_model(**config.backbone_config)
             width = BackboneFeatures.feature_dim(backbone_config)
+            logger.info(
+                "multi-input model with a %s backbone: its pooled features are averaged over each input's group "
+                "(invariant stem), so the fusion layer after it uses the identity group", backbone_config.model_type)
 
             def features() -> nn.Module:
                 return BackboneFeatures(AutoModel.from_config(backbone_config))
