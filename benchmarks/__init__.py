@@ -1,0 +1,1 @@
+"""Benchmarks of hf_equivariant: run ``python -m benchmarks NAME [options]`` (see ``python -m benchmarks --help``)."""
