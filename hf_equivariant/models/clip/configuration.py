@@ -100,3 +100,6 @@ class EquivariantSiglipConfig(EquivariantCLIPConfig):
     ``pipeline("zero-shot-image-classification")`` decides to apply a sigmoid instead of a softmax."""
 
     model_type = "hf_equivariant_siglip"
+
+    def __init__(self, **kwargs: Any) -> None:  # explicit: v5 would otherwise generate a dataclass __init__
+        super().__init__(**kwargs)
