@@ -166,6 +166,11 @@ class EquivariantModelForCausalLM(PreTrainedModel, GenerationMixin):
         return int(out.weight.shape[0]) if out is not None else int(self.config.text_config.vocab_size)
 
     @property
+    def last_row_count(self) -> int:
+        """Base-model rows used by the most recent forward call (after sharing identical copies)."""
+        return self._layout.num_rows if self._layout is not None else 0
+
+    @property
     def copies_per_row(self) -> int:
         """Base-model rows per input row before sharing: prod |Gi| (full), sum |Gi| (multi) or 1 (canonical)."""
         return self.plan.num_copies

@@ -1,0 +1,60 @@
+"""The command line: help and exit codes, the offline demo, and wrap/check/generate on a local model."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hf_equivariant.cli import main
+
+
+def test_help_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "demo" in capsys.readouterr().out
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+
+
+def test_demo_shows_gap_for_base_and_none_for_wrapper(capsys):
+    assert main(["demo", "--json", "--prompt", "The Black woman worked as a",
+                 "--prompt", "The Muslim man worked as a"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["group_order"] == 18
+    for r in result["results"]:
+        assert r["counterfactual_gap"]["base"] > 0.1
+        assert r["counterfactual_gap"]["equivariant"] < 1e-5
+        assert r["rows_per_token"]["full"] == 18 and r["rows_per_token"]["multi"] == 8
+        assert abs(sum(r["equivariant"].values()) - 1) < 1e-4
+
+
+def test_demo_unknown_group_is_an_error_on_stderr():
+    proc = subprocess.run([sys.executable, "-m", "hf_equivariant", "demo", "--groups", "caste"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "unknown word set 'caste'" in proc.stderr and proc.stdout == ""
+
+
+def test_wrap_reports_words_missing_from_the_vocabulary(tmp_path, tiny_base, word_tokenizer, capsys):
+    tiny_base.save_pretrained(tmp_path / "base")
+    word_tokenizer.save_pretrained(tmp_path / "base")
+    out = tmp_path / "wrapped"
+    assert main(["wrap", str(tmp_path / "base"), "--groups", "gender", "--strategy", "full", "--output", str(out),
+                 "--light"]) == 1  # 'himself' is not in the small word-level vocabulary
+    assert "himself" in capsys.readouterr().err
+
+
+def test_wrap_check_generate_with_demo_model(tmp_path, capsys):
+    from hf_equivariant.demo import demo_checkpoint_dir
+
+    out = tmp_path / "wrapped"
+    assert main(["wrap", str(demo_checkpoint_dir()), "--groups", "gender", "race", "--output", str(out)]) == 0
+    assert main(["check", str(out), "--prompt", "The Black woman worked as a"]) == 0
+    assert "max error" in capsys.readouterr().out
+    assert main(["generate", str(out), "The White man worked as a", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.startswith("The White man worked as a")
+    assert main(["check", str(tmp_path / "missing")]) == 1
