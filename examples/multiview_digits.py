@@ -40,16 +40,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ks", type=int, nargs="+", default=[2, 3, 4], help="numbers of views per example")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--epochs", type=int, default=15, help="maximum epochs")
-    p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation gain")
-    p.add_argument("--train-tuples", type=int, default=768, help="multi-view examples drawn afresh every epoch")
-    p.add_argument("--val-tuples", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs")
+    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without validation gain")
+    p.add_argument("--train-tuples", type=int, default=640, help="multi-view examples drawn afresh every epoch")
+    p.add_argument("--val-tuples", type=int, default=300)
     p.add_argument("--test-tuples", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--conv-channels", type=int, nargs="+", default=[8, 16])
     p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--norm", default="group", choices=["group", "batch", "none"], help="normalisation in conv layers")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny convs: 1 is fastest)")
     p.add_argument("--out", default="examples/results/multiview_digits", help="output path without extension")
     p.add_argument("--quick", action="store_true", help="tiny smoke run: k=2, one seed, 2 epochs")
@@ -75,7 +76,7 @@ def train_one(args: argparse.Namespace, splits: dict, eval_sets: dict, k: int, l
     group, fusion = MODELS[label]
     torch.manual_seed(seed)
     config = MultiInputEquivariantConfig(groups=[group] * k, fusion=fusion, conv_channels=args.conv_channels,
-                                         hidden_size=args.hidden_size, num_labels=10, readout="concat")
+                                         norm=args.norm, hidden_size=args.hidden_size, num_labels=10, readout="concat")
     model = MultiInputEquivariantModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     images, labels = splits["train"]
@@ -129,7 +130,8 @@ def build_eval_sets(splits: dict, k: int, args: argparse.Namespace) -> dict:
 
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
-    keys = sorted({(r["k"], r["train_aug"], r["model"]) for r in runs}, key=lambda t: (t[0], t[1], list(MODELS).index(t[2])))
+    keys = sorted({(r["k"], r["train_aug"], r["model"]) for r in runs},
+                  key=lambda t: (t[0], t[1], list(MODELS).index(t[2])))
     for k, aug, label in keys:
         sel = [r for r in runs if (r["k"], r["train_aug"], r["model"]) == (k, aug, label)]
         row = {"k": k, "train_aug": aug, "model": label, "n_seeds": len(sel)}
@@ -195,7 +197,8 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     splits = load_digit_splits()
-    grid = [(k, label, aug, seed) for k in args.ks for aug in (False, True) for label in args.models for seed in args.seeds]
+    grid = [(k, label, aug, seed)
+            for k in args.ks for aug in (False, True) for label in args.models for seed in args.seeds]
     runs, started = [], time.perf_counter()
     eval_sets = {k: build_eval_sets(splits, k, args) for k in args.ks}
     bar = tqdm(grid, desc="runs")

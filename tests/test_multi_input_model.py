@@ -47,6 +47,8 @@ def random_per_input_transform(model: MultiInputEquivariantModel, x: torch.Tenso
     dict(groups=["rot90", "flip", "id"], share_weights=False, fusion_reduction="mean"),
     dict(groups=["rot90_flip", "rot90"], readout="sum"),
     dict(groups=["rot90", "rot90", "rot90", "rot90"], fusion=False),
+    dict(groups=["rot90", "flip"], norm="batch"),
+    dict(groups=["rot90", "flip"], norm="none", pool=False),
 ])
 def test_model_is_exactly_invariant(kwargs: dict) -> None:
     model = tiny(**kwargs)
@@ -101,7 +103,7 @@ def test_hf_backbone_model_is_invariant_and_round_trips(tmp_path) -> None:
 
 
 def test_save_load_through_auto_classes(tmp_path) -> None:
-    model = tiny(groups=["rot90", "flip", "id"], num_labels=3)
+    model = tiny(groups=["rot90", "flip", "id"], num_labels=3, norm="batch")
     with torch.no_grad():  # make BN running stats non-trivial so they are known to be saved
         model.train()(pixel_values=torch.randn(8, 3, 1, 8, 8))
     model.eval()
@@ -134,6 +136,17 @@ def test_trainer_fine_tunes_and_invariance_survives(tmp_path) -> None:
     assert he.check_equivariance(model, {"pixel_values": x}).passed(ATOL)
 
 
+def test_batchnorm_in_training_mode_is_still_exact() -> None:
+    """Batch statistics over all group copies do not change when an input is transformed."""
+    model = tiny(groups=["rot90", "flip", "id"], norm="batch").train()
+    model.classifier[2].p = 0.0  # no dropout randomness
+    x = torch.randn(4, 3, 1, 8, 8)
+    with torch.no_grad():
+        ref = model(pixel_values=x).logits
+        moved = model(pixel_values=random_per_input_transform(model, x, seed=4)).logits
+    assert (moved - ref).abs().max() < ATOL
+
+
 def test_loss_and_output_format() -> None:
     model = tiny(groups=["rot90", "id"])
     out = model(pixel_values=torch.randn(3, 2, 1, 8, 8), labels=torch.tensor([0, 1, 2]))
@@ -161,6 +174,8 @@ def test_config_rejects_unknown_names(tmp_path) -> None:
         MultiInputEquivariantConfig(groups=["rot90", "rot45"])
     with pytest.raises(ValueError, match="readout"):
         MultiInputEquivariantConfig(readout="max")
+    with pytest.raises(ValueError, match="norm"):
+        MultiInputEquivariantConfig(norm="layer")
     # a saved config that names an unknown group fails at load time with the same message
     MultiInputEquivariantConfig(groups=["rot90"]).save_pretrained(tmp_path)
     path = tmp_path / "config.json"

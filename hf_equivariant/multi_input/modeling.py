@@ -44,16 +44,27 @@ class MultiInputClassifierOutput(ModelOutput):
     view_features: torch.FloatTensor | None = None
 
 
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``"group"``: per-example GroupNorm (same in training and evaluation), ``"batch"``: BatchNorm, ``"none"``."""
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(4, channels), channels)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; use 'group', 'batch' or 'none'")
+
+
 class ConvBlock(nn.Sequential):
-    """Conv (same padding) -> BatchNorm -> ReLU [-> 2x2 max-pool]: the sub-network of one CNN layer.
+    """Conv (same padding) -> norm -> ReLU [-> 2x2 max-pool]: the sub-network of one CNN layer.
 
     It is not equivariant by itself; the multi-input layer makes it so by averaging over each input's group.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pool: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pool: bool, norm: str = "group") -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-            nn.BatchNorm2d(out_channels),
+            make_norm(norm, out_channels),
             nn.ReLU(),
         ]
         if pool:
@@ -104,6 +115,9 @@ class MultiInputEquivariantPreTrainedModel(PreTrainedModel):
                 fan_in = module.weight[0].numel()
                 bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
                 _init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.GroupNorm):
+            _init.ones_(module.weight)
+            _init.zeros_(module.bias)
         elif isinstance(module, nn.BatchNorm2d):
             _init.ones_(module.weight)
             _init.zeros_(module.bias)
@@ -133,7 +147,7 @@ class MultiInputEquivariantModel(MultiInputEquivariantPreTrainedModel):
             layers, c_in = [], config.num_channels
             for c_out in config.conv_channels:
                 def block(c_in: int = c_in, c_out: int = c_out) -> nn.Module:
-                    return ConvBlock(c_in, c_out, config.kernel_size, config.pool)
+                    return ConvBlock(c_in, c_out, config.kernel_size, config.pool, config.norm)
 
                 layers.append(MultiInputLayer(
                     _per_input(block, n, share),
