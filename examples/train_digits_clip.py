@@ -9,7 +9,7 @@ with a CLIP-style image-text objective on upright digits only. The test images a
 A second model is trained *through* the canonical wrapper (the base only ever sees canonicalised images), which
 shows how canonicalisation is meant to be used when fine-tuning is possible.
 
-    python examples/train_digits_clip.py                       # ~4 min on one CPU core
+    python examples/train_digits_clip.py                       # ~6 min on one shared CPU core
     python examples/train_digits_clip.py --save-dir /tmp/digits-clip
     hf-equivariant eval-clip --model /tmp/digits-clip --data digits
 
