@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
 
-__all__ = ["render_model_card", "write_causal_lm_card"]
+__all__ = ["EquivariantPushMixin", "render_model_card", "write_causal_lm_card"]
+
+
+class EquivariantPushMixin:
+    """``push_to_hub`` that uploads exactly what ``save_pretrained`` writes, model card included.
+
+    transformers' own ``push_to_hub`` replaces README.md with a generic card; ours describes the groups,
+    guarantee and cost, so the wrapper uploads its own save folder instead. Keyword arguments such as
+    ``save_base_weights=False`` go to ``save_pretrained``.
+    """
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
+                    revision: str | None = None, commit_message: str | None = None, create_pr: bool = False,
+                    **save_kwargs: Any) -> Any:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo = api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, **save_kwargs)  # type: ignore[attr-defined]
+            return api.upload_folder(repo_id=getattr(repo, "repo_id", repo_id), folder_path=folder,
+                                     commit_message=commit_message or f"Upload {type(self).__name__}",
+                                     revision=revision, create_pr=create_pr, token=token)
 
 
 def render_model_card(

@@ -134,3 +134,28 @@ def test_trainer_fine_tunes_base_through_wrapper(tmp_path, tiny_base, word_token
     assert not torch.equal(before, model.base.transformer.h[0].attn.c_attn.weight)
     report = he.check_equivariance(model.eval(), word_tokenizer("the White man", return_tensors="pt"))
     assert report.passed(1e-5)
+
+
+def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, tiny_base, word_tokenizer, small_factors):
+    import huggingface_hub
+
+    uploaded = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def fake_upload_folder(self, repo_id, folder_path, **kwargs):
+        import os
+
+        uploaded["repo"] = repo_id
+        uploaded["files"] = sorted(os.listdir(folder_path))
+        uploaded["card"] = open(os.path.join(folder_path, "README.md")).read()
+        return "commit"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", fake_upload_folder)
+    model = he.EquivariantModelForCausalLM.from_base(tiny_base, tokenizer=word_tokenizer, groups=small_factors)
+    assert model.push_to_hub("me/fair-gpt2") == "commit"
+    assert uploaded["repo"] == "me/fair-gpt2"
+    assert "model.safetensors" in uploaded["files"] and "tokenizer.json" in uploaded["files"]
+    assert "library_name: hf_equivariant" in uploaded["card"] and "| gender | 2 |" in uploaded["card"]

@@ -21,6 +21,7 @@ from transformers.utils import logging
 
 from ...actions.tokens import TokenPermutationAction, WordSwap
 from ...executor import aggregate_token_logits, expand_token_copies, transform_token_copies
+from ...hub import EquivariantPushMixin, write_causal_lm_card
 from ...plans import Plan, make_plan
 from .configuration import EquivariantCausalLMConfig
 from .sharing import RowLayout, build_layout, run_rows
@@ -51,7 +52,7 @@ def _resolve_groups(groups: Sequence[str | WordSwap | dict], tokenizer: Any) -> 
     return factors
 
 
-class EquivariantModelForCausalLM(PreTrainedModel, GenerationMixin):
+class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, GenerationMixin):
     """A causal LM whose next-token distribution satisfies ``P(g.v | g.x) = P(v | x)`` for every group element."""
 
     config_class = EquivariantCausalLMConfig
@@ -314,8 +315,6 @@ class EquivariantModelForCausalLM(PreTrainedModel, GenerationMixin):
         The tokenizer (given here or at ``from_base``) and a model card are saved alongside, so
         ``pipeline("text-generation", model=path)`` works from the folder or a Hub repo.
         """
-        from ...hub import write_causal_lm_card
-
         full = self.config.save_base_weights if save_base_weights is None else bool(save_base_weights)
         os.makedirs(save_directory, exist_ok=True)
         original = self.config.save_base_weights
