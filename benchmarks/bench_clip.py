@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU; 1 is steadiest on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (CPU; 1 is steadiest on a shared machine)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--output-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--tag", default=None, help="suffix of the result files (default: device kind)")

@@ -182,5 +182,6 @@ class InvariantZeroShotClassifier(nn.Module):
             raise ValueError(f"unknown template set {templates!r}; choose 'openai' or 'simple'")
         return cls(model, tokenizer, IMAGENET_CLASSNAMES, chosen, **wrapper_kwargs)
 
-    def forward(self, images: torch.Tensor, strategy: str | None = None, aggregation: str | None = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, strategy: str | None = None,
+                aggregation: str | None = None) -> torch.Tensor:
         return self.wrapper.zero_shot_logits(images, self.class_embeds, strategy, aggregation)

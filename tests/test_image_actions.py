@@ -94,7 +94,8 @@ def test_copy_counts(d4):
 
 def _conv():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(4, 2, 3, padding=1))
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Tanh(),
+                               torch.nn.Conv2d(4, 2, 3, padding=1))
 
 
 @pytest.mark.parametrize("groups,strategies", [

@@ -339,7 +339,8 @@ class ImageGroupAction:
             n = self.order
             own = torch.arange(n)
             elements = own.to(device)[:, None].expand(n, batch).clone()
-            return ImageCopies(elements, torch.full((n,), 1.0 / n), torch.zeros(n, dtype=torch.long), own, identity.clone())
+            return ImageCopies(elements, torch.full((n,), 1.0 / n), torch.zeros(n, dtype=torch.long), own,
+                               identity.clone())
         if strategy == "canonical":
             k = self.canonical_elements(x, reference)  # type: ignore[arg-type]
             return ImageCopies(k[None], torch.ones(1), torch.zeros(1, dtype=torch.long),
@@ -355,7 +356,8 @@ class ImageGroupAction:
             canon = []
             for i in range(len(self.transforms)):
                 others = [j for j in range(len(self.transforms)) if j != i]
-                ref_i = self.orbit(reference.unsqueeze(0), self.factor_elements[i]).squeeze(1).amax(0)  # type: ignore[union-attr]
+                orbit = self.orbit(reference.unsqueeze(0), self.factor_elements[i])  # type: ignore[union-attr]
+                ref_i = orbit.squeeze(1).amax(0)
                 canon.append(self.canonical_elements(x, ref_i, self.subgroup(others)))
             canonical = torch.stack(canon)  # [N, B]
             per_copy = canonical[branch.to(device)]  # [C, B]
@@ -406,7 +408,8 @@ class ImageGroupAction:
             for i in range(len(self.transforms)):
                 mask = (copies.branch == i).nonzero().flatten()
                 undo = self.group.inverse[copies.own[mask]].to(out.device)
-                undone = self.apply(out[mask].flatten(0, 1), undo.repeat_interleave(batch)).view(len(mask), batch, *out.shape[2:])
+                undone = self.apply(out[mask].flatten(0, 1), undo.repeat_interleave(batch))
+                undone = undone.view(len(mask), batch, *out.shape[2:])
                 branch_out = torch.einsum("c,cb...->b...", weights[mask.to(out.device)], undone)
                 others = self.subgroup([j for j in range(len(self.transforms)) if j != i])
                 branch_out = self.orbit(branch_out, others).mean(0)

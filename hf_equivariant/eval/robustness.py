@@ -11,6 +11,7 @@ Any model with ``zero_shot_logits(pixel_values, class_embeds, strategy, aggregat
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -196,15 +197,20 @@ def _pil_from_digit(row: Any) -> Any:
                            ).convert("RGB")
 
 
+@functools.lru_cache(maxsize=1)
+def _load_digits() -> Any:
+    from sklearn.datasets import load_digits
+
+    return load_digits()
+
+
 def digits_image_set(preprocess: Callable[[Sequence[Any]], torch.Tensor] | None, split: str = "test",
                      test_fraction: float = 0.3, seed: int = 0) -> ImageSet:
     """scikit-learn's bundled handwritten digits (1797 real 8x8 images, 10 classes) as RGB PIL images.
 
     The split is stratified and seeded (``split`` is ``"train"``, ``"test"`` or ``"all"``).
     """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digits = _load_digits()
     labels = torch.as_tensor(digits.target, dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)
     test_mask = torch.zeros(len(labels), dtype=torch.bool)

@@ -20,7 +20,8 @@ __all__ = [
     "render_clip_model_card",
 ]
 
-for _config, _model in ((EquivariantCLIPConfig, EquivariantCLIPModel), (EquivariantSiglipConfig, EquivariantSiglipModel)):
+for _config, _model in ((EquivariantCLIPConfig, EquivariantCLIPModel),
+                        (EquivariantSiglipConfig, EquivariantSiglipModel)):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
     AutoModelForZeroShotImageClassification.register(_config, _model, exist_ok=True)
