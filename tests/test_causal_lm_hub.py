@@ -159,3 +159,11 @@ def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, tiny_bas
     assert uploaded["repo"] == "me/fair-gpt2"
     assert "model.safetensors" in uploaded["files"] and "tokenizer.json" in uploaded["files"]
     assert "library_name: hf_equivariant" in uploaded["card"] and "| gender | 2 |" in uploaded["card"]
+
+
+def test_loading_options_pass_through_to_the_base(saved_base, small_factors, word_tokenizer):
+    model = he.EquivariantModelForCausalLM.from_base(str(saved_base), groups=small_factors, dtype=torch.float64,
+                                                     device_map="cpu")
+    assert model.base.dtype == torch.float64 and model.base.device.type == "cpu"
+    report = he.check_equivariance(model.eval(), word_tokenizer("the Black man", return_tensors="pt"))
+    assert report.passed(1e-10)
