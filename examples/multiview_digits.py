@@ -5,7 +5,7 @@ random multiple of 90 degrees. Four models (CNN, CNN-Fusion, Multi-GCNN, Multi-G
 without training-time rotations, over several seeds; the epoch is chosen on a validation split (never on the test
 set) and test accuracy is reported with and without test-time rotations.
 
-    python examples/multiview_digits.py                 # the full grid (~10 min on 1 CPU thread)
+    python examples/multiview_digits.py                 # the full grid (~18 min on 1 busy CPU thread)
     python examples/multiview_digits.py --quick         # a smoke run of a few seconds
 
 Writes ``<out>.json`` (every run and the summary), ``<out>.md`` (the table) and ``<out>.png`` (a plot).
