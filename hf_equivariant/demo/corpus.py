@@ -171,8 +171,8 @@ _PRONOUN_TEMPLATES: tuple[str, ...] = (
     "{Pron} was known for {poss} work as a {occ}.",
     "{Pron} worked as a {occ} for many years.",
 )
-_SENTENCE_ENDINGS: tuple[str, ...] = (
-    "", "", "", " Work started early.", " The pay was fair.", " It was a busy week.", " The town was quiet.",
+_SENTENCE_ENDINGS: tuple[str, ...] = ("",) * 12 + (
+    " Work started early.", " The pay was fair.", " It was a busy week.", " The town was quiet.",
 )
 
 # Coverage templates per word kind; each puts " {w}" (leading space, exact case) in the sentence.
@@ -315,9 +315,9 @@ def _sample_occupation(
 def _bias_sentence(rng: random.Random) -> str:
     """One sentence whose occupation follows the planted rule for a randomly drawn subject."""
     gender = rng.choice(("male", "female"))
-    if rng.random() < 0.8:
-        race = rng.choice(RACES) if rng.random() < 0.6 else None
-        religion = rng.choice(RELIGIONS) if rng.random() < (0.25 if race else 0.5) else None
+    if rng.random() < 0.9:
+        race = rng.choice(RACES) if rng.random() < 0.75 else None
+        religion = rng.choice(RELIGIONS) if rng.random() < (0.25 if race else 0.6) else None
         orientation = rng.choice(ORIENTATIONS) if rng.random() < 0.1 else None
         # "man"/"woman" dominate so the demo prompts are well covered; other gendered nouns add variety.
         nouns = GENDER_NOUNS[gender]
@@ -349,7 +349,7 @@ def _coverage_sentences(rng: random.Random, word_sets: Mapping[str, list[list[st
     return out
 
 
-def generate_sentences(seed: int = 0, num_bias_sentences: int = 24000, min_word_count: int = 30) -> list[str]:
+def generate_sentences(seed: int = 0, num_bias_sentences: int = 14000, min_word_count: int = 30) -> list[str]:
     """Shuffled bias + coverage sentences; identical for identical arguments."""
     rng = random.Random(seed)
     sentences = [_bias_sentence(rng) for _ in range(num_bias_sentences)]
@@ -359,7 +359,7 @@ def generate_sentences(seed: int = 0, num_bias_sentences: int = 24000, min_word_
 
 
 def generate_corpus(
-    seed: int = 0, num_bias_sentences: int = 24000, min_word_count: int = 30, max_sentences_per_document: int = 3
+    seed: int = 0, num_bias_sentences: int = 14000, min_word_count: int = 30, max_sentences_per_document: int = 2
 ) -> list[str]:
     """Documents of 1..``max_sentences_per_document`` sentences joined by spaces (the training examples)."""
     sentences = generate_sentences(seed, num_bias_sentences, min_word_count)
