@@ -4,8 +4,8 @@ Measures, in one run and on one device: the base model's ``generate``; the equiv
 (equitune, prod |Gi| = 18 copies) and ``multi`` (sum |Gi| = 8 copies) strategies, each with copy sharing on and
 off; and a naive reference of the research code's approach (one model call per group element per step, no cache)
 on a subset. Reports base-model rows per generated token, tokens per second, peak memory and each configuration's
-wall-time ratio to the base model (median of repeats after a warm-up), per prompt category. Greedy decoding, so
-every configuration's output can be checked against the others.
+wall-time ratio to the base model (median of interleaved repeats after a warm-up), per prompt category. Greedy
+decoding, so every configuration's output can be checked against the others.
 
     python -m benchmarks generation                # CPU, writes benchmarks/results/generation_cpu.{json,md}
     python -m benchmarks generation --device cuda
@@ -139,9 +139,10 @@ def naive_equitune_generate(base: Any, action: Any, ids: torch.Tensor, new_token
     return seq
 
 
-def time_runs(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[list[float], Any]:
-    """Warm-up once, then ``repeats`` timed runs; returns the times and the last result."""
-    result = fn()
+def time_runs(fn: Callable[[], Any], repeats: int, device: torch.device,
+              warmup: bool = True) -> tuple[list[float], Any]:
+    """Optionally warm up once, then ``repeats`` timed runs; returns the times and the last result."""
+    result = fn() if warmup else None
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -202,19 +203,22 @@ def main(argv: list[str] | None = None) -> int:
             batches = [tok(prompts[i:i + args.batch_size], return_tensors="pt", padding=True).to(device)
                        for i in range(0, len(prompts), args.batch_size)]
             rows_cat: dict[str, Any] = {}
-            for name, model in tqdm(configs.items(), desc=f"{category:>7}", leave=False):
-                def run(model: Any = model) -> list[torch.Tensor]:
-                    return [model.generate(**b, **gen_kwargs) for b in batches]
-
+            runners = {name: (lambda model=model: [model.generate(**b, **gen_kwargs) for b in batches])
+                       for name, model in configs.items()}
+            # Warm-up run of every configuration: outputs, rows per token and peak memory.
+            for name, run in tqdm(runners.items(), desc=f"{category:>7} warm-up", leave=False):
                 with PeakMemory(device) as memory:
                     base_rows.clear()
-                    times, out = time_runs(run, args.repeats, device)
-                rows_per_token = sum(base_rows) / ((args.repeats + 1) * len(prompts) * args.new_tokens)
-                outputs[(category, name)] = out
-                median = statistics.median(times)
-                rows_cat[name] = {"seconds": median, "all_seconds": times,
-                                  "tokens_per_second": len(prompts) * args.new_tokens / median,
-                                  "rows_per_token": rows_per_token, "peak_memory_mb": memory.peak_mb}
+                    outputs[(category, name)] = run()
+                rows_cat[name] = {"rows_per_token": sum(base_rows) / (len(prompts) * args.new_tokens),
+                                  "peak_memory_mb": memory.peak_mb, "all_seconds": []}
+            # Timed runs, interleaved (one of each configuration per round) so drift hits all of them alike.
+            for _ in tqdm(range(args.repeats), desc=f"{category:>7} timing", leave=False):
+                for name, run in runners.items():
+                    rows_cat[name]["all_seconds"].append(time_runs(run, 1, device, warmup=False)[0][0])
+            for name, row in rows_cat.items():
+                row["seconds"] = statistics.median(row["all_seconds"])
+                row["tokens_per_second"] = len(prompts) * args.new_tokens / row["seconds"]
             for name, row in rows_cat.items():
                 row["ratio_to_base"] = row["seconds"] / rows_cat["base"]["seconds"]
                 row["ratio_to_full_equitune"] = row["seconds"] / rows_cat["full"]["seconds"]
@@ -275,7 +279,7 @@ def format_markdown(results: dict[str, Any]) -> str:
     out = [f"Device `{results['device']}` ({results['torch_threads']} threads), GPT-2-small-sized model "
            f"({results['model_parameters'] / 1e6:.0f}M parameters, random weights, real GPT-2 BPE), "
            f"{results['groups']}; greedy, {results['new_tokens']} new tokens, batches of {results['batch_size']} "
-           f"prompts, median of {results['repeats']} runs after a warm-up.", "",
+           f"prompts, median of {results['repeats']} interleaved runs after a warm-up.", "",
            "| prompts | configuration | base rows / token | tokens / s | time vs base | time vs full equitune | peak memory (MB) |",
            "|---|---|---|---|---|---|---|"]
     for category, rows in results["categories"].items():

@@ -167,3 +167,20 @@ def test_loading_options_pass_through_to_the_base(saved_base, small_factors, wor
     assert model.base.dtype == torch.float64 and model.base.device.type == "cpu"
     report = he.check_equivariance(model.eval(), word_tokenizer("the Black man", return_tensors="pt"))
     assert report.passed(1e-10)
+
+
+def test_full_save_of_a_rotary_model_reloads_exactly(tmp_path, word_tokenizer, small_factors):
+    """Llama-style bases keep derived (non-persistent) rotary buffers; they must survive a meta-device reload."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(word_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=2, eos_token_id=2, pad_token_id=0)
+    base = LlamaForCausalLM(config).eval()
+    model = he.EquivariantModelForCausalLM.from_base(base, tokenizer=word_tokenizer, groups=small_factors,
+                                                     strategy="full").eval()
+    model.save_pretrained(tmp_path / "llama")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "llama").eval()
+    assert torch.equal(_logits(model, word_tokenizer), _logits(reloaded, word_tokenizer))
+    assert he.check_equivariance(reloaded, word_tokenizer("the Black man said", return_tensors="pt")).passed(1e-5)

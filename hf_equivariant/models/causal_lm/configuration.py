@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
 from ...actions.tokens import WordSwap
 from ...aggregation import check_aggregation
+from ..config_utils import nested_config
 from ...plans import BRANCH_WEIGHTINGS, STRATEGIES
 
 __all__ = ["EquivariantCausalLMConfig"]
@@ -46,12 +47,7 @@ class EquivariantCausalLMConfig(PretrainedConfig):
         share_identical_copies: bool = True,
         **kwargs: Any,
     ) -> None:
-        if isinstance(text_config, dict):
-            text_config = dict(text_config)
-            model_type = text_config.pop("model_type", None)
-            if model_type is None:
-                raise ValueError("text_config needs a 'model_type' to rebuild the base model's config")
-            text_config = AutoConfig.for_model(model_type, **text_config)
+        text_config = nested_config(text_config, "text_config")
         self.text_config = text_config
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")

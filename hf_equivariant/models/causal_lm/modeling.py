@@ -196,7 +196,10 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
         return out
 
     def _init_weights(self, module: torch.nn.Module) -> None:
-        """The wrapper adds no parameters; the base model initialises its own."""
+        """The wrapper adds no parameters: every module is the base model's, so use the base's scheme (this also
+        rebuilds the base's derived buffers, such as rotary tables, after a meta-device load)."""
+        if module is not self and hasattr(self.base, "_init_weights"):
+            self.base._init_weights(module)
 
     # ------------------------------------------------------------------ forward
     def forward(

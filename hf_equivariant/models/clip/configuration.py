@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
 from ...actions.image import ImageGroupAction
 from ...aggregation import check_aggregation
+from ..config_utils import nested_config
 from ...plans import BRANCH_WEIGHTINGS
 from .core import check_image_strategy
 
@@ -48,12 +49,7 @@ class EquivariantCLIPConfig(PretrainedConfig):
         base_model_name_or_path: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(base_config, dict):
-            base_config = dict(base_config)
-            model_type = base_config.pop("model_type", None)
-            if model_type is None:
-                raise ValueError("base_config needs a 'model_type' to rebuild the base model's config")
-            base_config = AutoConfig.for_model(model_type, **base_config)
+        base_config = nested_config(base_config, "base_config")
         self.base_config = base_config
         if isinstance(groups, str) or not groups:
             raise ValueError(f"groups must be a non-empty list of image transform names, got {groups!r}")
