@@ -77,7 +77,6 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
         self._action: TokenPermutationAction | None = None
         self._plan: Plan | None = None
         self._layout: RowLayout | None = None
-        self.rows_processed = 0  # base-model rows run so far (for cost accounting and tests)
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -250,10 +249,8 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
             kwargs["logits_to_keep"] = logits_to_keep
         kwargs.setdefault("return_dict", True)
         out = run_rows(self.base, row_ids, row_kwargs, kwargs, cache, self.config.max_rows)
-        self.rows_processed += int(row_ids.shape[0]) * int(row_ids.shape[1])
         self._layout = layout
-        row_logits = out.logits
-        copy_logits = layout.copy_values(row_logits)  # [C, N, T, V]
+        copy_logits = layout.copy_values(out.logits)  # [C, N, T, V]
         logits = aggregate_token_logits(copy_logits, self.action, copies, self.config.aggregation)
         out["logits"] = logits
         if labels is not None:
