@@ -14,7 +14,8 @@ from .actions.tokens import TokenPermutationAction
 from .aggregation import from_aggregation_space, to_aggregation_space
 from .plans import Plan
 
-__all__ = ["TokenCopies", "expand_token_copies", "transform_token_copies", "aggregate_token_logits"]
+__all__ = ["TokenCopies", "expand_token_copies", "transform_token_copies", "aggregate_token_logits",
+           "aggregate_token_values"]
 
 
 @dataclass
@@ -94,19 +95,29 @@ def aggregate_token_logits(
     Each copy's output is mapped back by the inverse of its element (``y[..., g.w]``), symmetrised over its
     ``symmetrise`` factors and combined with its weight (mean aggregations) or by element-wise max (``max_prob``).
     """
-    c, n, t, width = logits.shape
-    values = to_aggregation_space(logits, aggregation)
+    return aggregate_token_values(to_aggregation_space(logits, aggregation), action, copies, aggregation)
+
+
+def aggregate_token_values(
+    values: torch.Tensor, action: TokenPermutationAction, copies: TokenCopies, aggregation: str
+) -> torch.Tensor:
+    """:func:`aggregate_token_logits` for values already in aggregation space (probabilities or logits).
+
+    Callers that share base rows between copies convert each row once, then expand rows to copies.
+    """
+    c, n, t, width = values.shape
     # Maps and orbit tables are [C, 1, V] when the copies are the same for every row (full, multi): computed once
     # per plan and reused, then broadcast over rows and positions.
-    maps = action.cached_vocabulary_maps(copies.parts, logits.device, width)  # w -> g.w
+    device = values.device
+    maps = action.cached_vocabulary_maps(copies.parts, device, width)  # w -> g.w
     values = values.gather(-1, maps[:, :, None, :].expand(c, n, t, width))
     reduce = "amax" if aggregation == "max_prob" else "mean"
     if bool(copies.symmetrise.any()):
-        index, num_orbits = action.cached_orbit_index(copies.symmetrise, logits.device, width)
+        index, num_orbits = action.cached_orbit_index(copies.symmetrise, device, width)
         values = _symmetrise(values, index, num_orbits, reduce)
     if reduce == "amax":
         combined = values.amax(dim=0)
     else:
-        weights = copies.weights.to(device=logits.device, dtype=values.dtype)
+        weights = copies.weights.to(device=device, dtype=values.dtype)
         combined = torch.einsum("c,cntv->ntv", weights, values)
     return from_aggregation_space(combined, aggregation)

@@ -20,7 +20,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from transformers.utils import logging
 
 from ...actions.tokens import TokenPermutationAction, WordSwap
-from ...executor import aggregate_token_logits, expand_token_copies, transform_token_copies
+from ...aggregation import to_aggregation_space
+from ...executor import aggregate_token_values, expand_token_copies, transform_token_copies
 from ...hub import EquivariantPushMixin, write_causal_lm_card
 from ...plans import Plan, make_plan
 from .configuration import EquivariantCausalLMConfig
@@ -250,8 +251,10 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
         kwargs.setdefault("return_dict", True)
         out = run_rows(self.base, row_ids, row_kwargs, kwargs, cache, self.config.max_rows)
         self._layout = layout
-        copy_logits = layout.copy_values(out.logits)  # [C, N, T, V]
-        logits = aggregate_token_logits(copy_logits, self.action, copies, self.config.aggregation)
+        # Softmax once per base row, then expand rows to copies: shared copies cost one row here too.
+        row_values = to_aggregation_space(out.logits, self.config.aggregation)
+        copy_values = layout.copy_values(row_values)  # [C, N, T, V]
+        logits = aggregate_token_values(copy_values, self.action, copies, self.config.aggregation)
         out["logits"] = logits
         if labels is not None:
             shifted = logits[:, :-1, :].reshape(-1, logits.shape[-1])
