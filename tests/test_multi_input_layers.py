@@ -25,13 +25,6 @@ from hf_equivariant.multi_input import layers as layers_module
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, oversubscribed CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 MIXED = ["rot90", "flip", "id"]  # orders 4, 2, 1 on different inputs
 WITH_D4 = ["rot90_flip", "rot90", "vflip"]  # non-abelian order-8 group: catches g vs g^-1 mistakes
 

@@ -13,13 +13,6 @@ from hf_equivariant.multi_input.data import MultiViewDigits, load_digit_splits, 
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, oversubscribed CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny(groups: list[str], **kwargs) -> MultiInputEquivariantModel:
