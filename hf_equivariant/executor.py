@@ -11,11 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from .actions.tokens import TokenPermutationAction
-from .aggregation import from_aggregation_space, to_aggregation_space
+from .aggregation import from_aggregation_space
 from .plans import Plan
 
-__all__ = ["TokenCopies", "expand_token_copies", "transform_token_copies", "aggregate_token_logits",
-           "aggregate_token_values"]
+__all__ = ["TokenCopies", "expand_token_copies", "transform_token_copies", "aggregate_token_values"]
 
 
 @dataclass
@@ -87,22 +86,14 @@ def _symmetrise(values: torch.Tensor, index: torch.Tensor, num_orbits: int, redu
     return pooled.gather(-1, expanded)
 
 
-def aggregate_token_logits(
-    logits: torch.Tensor, action: TokenPermutationAction, copies: TokenCopies, aggregation: str
-) -> torch.Tensor:
-    """Combine per-copy logits ``[C, N, T, V]`` into equivariant logits ``[N, T, V]``.
-
-    Each copy's output is mapped back by the inverse of its element (``y[..., g.w]``), symmetrised over its
-    ``symmetrise`` factors and combined with its weight (mean aggregations) or by element-wise max (``max_prob``).
-    """
-    return aggregate_token_values(to_aggregation_space(logits, aggregation), action, copies, aggregation)
-
-
 def aggregate_token_values(
     values: torch.Tensor, action: TokenPermutationAction, copies: TokenCopies, aggregation: str
 ) -> torch.Tensor:
-    """:func:`aggregate_token_logits` for values already in aggregation space (probabilities or logits).
+    """Combine per-copy values ``[C, N, T, V]`` (already in aggregation space: probabilities or logits, see
+    :func:`to_aggregation_space`) into equivariant logits ``[N, T, V]``.
 
+    Each copy's output is mapped back by the inverse of its element (``y[..., g.w]``), symmetrised over its
+    ``symmetrise`` factors and combined with its weight (mean aggregations) or by element-wise max (``max_prob``).
     Callers that share base rows between copies convert each row once, then expand rows to copies.
     """
     c, n, t, width = values.shape

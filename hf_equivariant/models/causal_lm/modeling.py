@@ -78,6 +78,7 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
         self._action: TokenPermutationAction | None = None
         self._plan: Plan | None = None
         self._layout: RowLayout | None = None
+        self._accepts_logits_to_keep: bool | None = None
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -246,7 +247,7 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
         row_ids = layout.select_rows(transform_token_copies(self.action, input_ids, copies))
         per_row = {"attention_mask": attention_mask, "position_ids": position_ids, "token_type_ids": token_type_ids}
         row_kwargs = {k: layout.expand(v) for k, v in per_row.items() if v is not None}
-        if logits_to_keep and "logits_to_keep" in self._base_forward_params():
+        if logits_to_keep and self._base_accepts_logits_to_keep():
             kwargs["logits_to_keep"] = logits_to_keep
         kwargs.setdefault("return_dict", True)
         out = run_rows(self.base, row_ids, row_kwargs, kwargs, cache, self.config.max_rows)
@@ -262,8 +263,11 @@ class EquivariantModelForCausalLM(EquivariantPushMixin, PreTrainedModel, Generat
             out["loss"] = F.cross_entropy(shifted.float(), targets, ignore_index=-100)
         return out
 
-    def _base_forward_params(self) -> set[str]:
-        return set(inspect.signature(self.base.forward).parameters)
+    def _base_accepts_logits_to_keep(self) -> bool:
+        """Whether the base forward takes ``logits_to_keep`` (inspected once, not on every generation step)."""
+        if self._accepts_logits_to_keep is None:
+            self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.base.forward).parameters
+        return self._accepts_logits_to_keep
 
     def _fork_cache(self, cache: Any, layout: RowLayout) -> None:
         """Copy-on-diverge: re-index the cache rows from the previous layout to this step's layout."""
