@@ -1,15 +1,43 @@
-"""hf_equivariant: exact, efficient group equivariance for Hugging Face models (multi-group equitune)."""
+"""hf_equivariant: exact, efficient group equivariance for Hugging Face models (multi-group equitune).
 
-__version__ = "0.1.0"
+Importing the package registers every wrapper with the transformers Auto classes.
+"""
 
-from .groups import FiniteGroup, ProductGroup, cyclic_group, group_from_permutations, trivial_group  # noqa: E402
-from .plans import STRATEGIES, Plan, make_plan  # noqa: E402
-from .aggregation import AGGREGATIONS  # noqa: E402
-from .checks import EquivarianceReport, check_equivariance  # noqa: E402
-from .actions.image import Flip, ImageGroupAction, Rot90  # noqa: E402
-from .actions.tokens import TokenPermutationAction, WordSwap, builtin_word_set_names  # noqa: E402
-from .models.causal_lm import EquivariantCausalLMConfig, EquivariantModelForCausalLM  # noqa: E402
-from .multi_input import (  # noqa: E402
+from ._version import __version__
+from .actions import (
+    Flip,
+    GroupAction,
+    ImageGroupAction,
+    Rot90,
+    TokenPermutationAction,
+    TrivialAction,
+    WordSwap,
+    builtin_word_set_names,
+    load_word_set_file,
+)
+from .aggregation import AGGREGATIONS, Aggregation
+from .checks import EquivarianceReport, check_equivariance
+from .groups import (
+    DirectProductGroup,
+    FiniteGroup,
+    Group,
+    PermutationGroup,
+    ProductGroup,
+    cyclic_group,
+    direct_product,
+    group_from_permutations,
+    trivial_group,
+)
+from .models.causal_lm import EquivariantCausalLMConfig, EquivariantModelForCausalLM
+from .models.clip import (
+    EquivariantCLIPConfig,
+    EquivariantCLIPModel,
+    EquivariantOpenCLIP,
+    EquivariantSiglipConfig,
+    EquivariantSiglipModel,
+    InvariantZeroShotClassifier,
+)
+from .models.multi_input import (
     EquivariantBranch,
     InvariantSymmetricLayer,
     LinearISLayer,
@@ -17,10 +45,15 @@ from .multi_input import (  # noqa: E402
     MultiInputEquivariantModel,
     MultiInputLayer,
 )
-from .models.clip import (  # noqa: E402
-    EquivariantCLIPConfig,
-    EquivariantCLIPModel,
-    EquivariantSiglipConfig,
-    EquivariantSiglipModel,
-)
-from .open_clip_support import EquivariantOpenCLIP, InvariantZeroShotClassifier  # noqa: E402
+from .plans import STRATEGIES, Plan, make_plan
+
+__all__ = [
+    "__version__", "Group", "FiniteGroup", "PermutationGroup", "DirectProductGroup", "ProductGroup", "cyclic_group",
+    "direct_product", "group_from_permutations", "trivial_group", "GroupAction", "TrivialAction",
+    "TokenPermutationAction", "WordSwap", "builtin_word_set_names", "load_word_set_file", "ImageGroupAction",
+    "Rot90", "Flip", "STRATEGIES", "Plan", "make_plan", "AGGREGATIONS", "Aggregation", "EquivarianceReport",
+    "check_equivariance", "EquivariantCausalLMConfig", "EquivariantModelForCausalLM", "EquivariantCLIPConfig",
+    "EquivariantCLIPModel", "EquivariantSiglipConfig", "EquivariantSiglipModel", "EquivariantOpenCLIP",
+    "InvariantZeroShotClassifier", "MultiInputEquivariantConfig", "MultiInputEquivariantModel", "EquivariantBranch",
+    "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer",
+]

@@ -1,39 +1,168 @@
-"""How the outputs of transformed copies are averaged.
+"""The one way copies' outputs are combined, in log space, for every wrapper.
 
-- ``mean_prob`` (default): average the probabilities (softmax of each copy's logits) and return their log. Anything
-  that applies a softmax afterwards (``generate``, pipelines) then sees equitune's probability average exactly.
-- ``mean_logits``: average the raw logits (the EquiGPT2 research code).
-- ``max_prob``: element-wise maximum probability over copies (equizero-style), renormalised, as log-probabilities.
+Each copy's logits are mapped to an aggregation *space* once (log-probabilities for the probability aggregations,
+raw values for ``mean_logits``), copies are combined there with their weights, and the result is mapped back to
+logits. Nothing is exponentiated outside a log-sum-exp, so tails stay exact down to the float's range: two copies
+with log-probabilities -120 and -125 combine to -120.69, never to a clamped floor.
+
+Aggregations:
+
+- ``mean_prob`` (default): the log of the weighted mean probability. Anything that applies a softmax (sigmoid)
+  afterwards (``generate``, pipelines) sees equitune's probability average exactly.
+- ``mean_logits``: the weighted mean of the raw logits (the research code of the paper's SCAN and GPT-2 runs).
+- ``max_prob``: the element-wise maximum probability over copies (equizero-style), renormalised over classes for a
+  softmax, kept per class for a sigmoid.
+
+Links: ``softmax`` (classes exclusive: language models, CLIP), ``sigmoid`` (classes scored independently: SigLIP),
+``identity`` (features, regression outputs: only ``mean_logits`` applies).
+
+Combining is associative: :meth:`Aggregation.combine` reduces a block of copies to a *partial* result and
+:meth:`Aggregation.merge` joins partials, so copies can be streamed in chunks with bounded memory.
 """
 
 from __future__ import annotations
 
-import torch
+import math
 
-__all__ = ["AGGREGATIONS", "check_aggregation", "to_aggregation_space", "from_aggregation_space"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["AGGREGATIONS", "LINKS", "Aggregation", "get_aggregation", "check_aggregation", "segment_combine"]
 
 AGGREGATIONS = ("mean_prob", "mean_logits", "max_prob")
+LINKS = ("softmax", "sigmoid", "identity")
 
 
 def check_aggregation(name: str) -> str:
     """Return ``name`` if it is a known aggregation, else raise a clear error."""
-    if name not in AGGREGATIONS:
+    if not isinstance(name, str) or name not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {name!r}; choose one of {AGGREGATIONS}")
     return name
 
 
-def to_aggregation_space(logits: torch.Tensor, aggregation: str) -> torch.Tensor:
-    """Map per-copy logits to the space where copies are combined (float32 at least)."""
-    values = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    if aggregation == "mean_logits":
-        return values
-    return values.softmax(dim=-1)
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def from_aggregation_space(values: torch.Tensor, aggregation: str) -> torch.Tensor:
-    """Map combined values back to logits: log-probabilities for the probability aggregations."""
-    if aggregation == "mean_logits":
+def _log_weights(weights: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    w = weights.to(device=like.device, dtype=like.dtype)
+    shape = [1] * like.dim()
+    shape[dim] = w.shape[0]
+    return w.log().view(shape) if w.dim() == 1 else w.log()
+
+
+class Aggregation:
+    """An aggregation with a link; see the module docstring for the semantics."""
+
+    def __init__(self, name: str, link: str = "softmax") -> None:
+        self.name = check_aggregation(name)
+        if link not in LINKS:
+            raise ValueError(f"unknown link {link!r}; choose one of {LINKS}")
+        if link == "identity" and name != "mean_logits":
+            raise ValueError(f"aggregation {name!r} needs probabilities; outputs with an identity link (features) "
+                             "can only be averaged with 'mean_logits'")
+        self.link = link
+
+    def __repr__(self) -> str:
+        return f"Aggregation({self.name!r}, link={self.link!r})"
+
+    # ------------------------------------------------------------------ per copy
+    def to_space(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-copy values in aggregation space (float32 at least): log-probabilities for a softmax link's
+        probability aggregations, the logits themselves otherwise."""
+        values = _upcast(logits)
+        if self.name != "mean_logits" and self.link == "softmax":
+            return values.log_softmax(dim=-1)
         return values
-    if aggregation == "max_prob":
-        values = values / values.sum(dim=-1, keepdim=True)
-    return values.clamp_min(torch.finfo(values.dtype).tiny).log()
+
+    def pool_orbits(self, values: torch.Tensor, index: torch.Tensor, num_orbits: int) -> torch.Tensor:
+        """Average ``values [..., K]`` over orbits (ids ``index [..., K]`` broadcastable) and spread the pooled
+        value back to every member: the output symmetrised over a subgroup, in aggregation space."""
+        index = index.expand(values.shape)
+        shape = (*values.shape[:-1], num_orbits)
+        if self.name == "max_prob":
+            pooled = values.new_full(shape, -math.inf).scatter_reduce_(-1, index, values, reduce="amax")
+            return pooled.gather(-1, index)
+        counts = values.new_zeros(shape).scatter_add_(-1, index, torch.ones_like(values))
+        if self.name == "mean_logits" or self.link != "softmax":
+            sums = values.new_zeros(shape).scatter_add_(-1, index, values)
+            return (sums / counts.clamp_min(1)).gather(-1, index)
+        peak = values.new_full(shape, -math.inf).scatter_reduce_(-1, index, values, reduce="amax")
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        sums = values.new_zeros(shape).scatter_add_(-1, index, (values - peak.gather(-1, index)).exp())
+        pooled = peak + sums.log() - counts.clamp_min(1).log()
+        return pooled.gather(-1, index)
+
+    # ------------------------------------------------------------------ across copies
+    def combine(self, values: torch.Tensor, weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Reduce copies along ``dim`` (weights ``[C]``, or broadcastable to ``values``) to a partial result."""
+        if self.name == "max_prob":
+            if self.link == "sigmoid":
+                return values.amax(dim)
+            keep = (weights.to(values.device) > 0)
+            if weights.dim() == 1:
+                shape = [1] * values.dim()
+                shape[dim] = weights.shape[0]
+                keep = keep.view(shape)
+            return torch.where(keep, values, torch.full_like(values, -math.inf)).amax(dim)
+        if self.name == "mean_logits":
+            w = weights.to(device=values.device, dtype=values.dtype)
+            if w.dim() == 1:
+                shape = [1] * values.dim()
+                shape[dim] = w.shape[0]
+                w = w.view(shape)
+            return (w * values).sum(dim)
+        log_w = _log_weights(weights, values, dim)
+        if self.link == "sigmoid":
+            return torch.stack([torch.logsumexp(F.logsigmoid(values) + log_w, dim),
+                                torch.logsumexp(F.logsigmoid(-values) + log_w, dim)])
+        return torch.logsumexp(values + log_w, dim)
+
+    def merge(self, a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
+        """Join two partial results (``a`` may be ``None``: nothing combined yet)."""
+        if a is None:
+            return b
+        if self.name == "max_prob":
+            return torch.maximum(a, b)
+        if self.name == "mean_logits":
+            return a + b
+        return torch.logaddexp(a, b)
+
+    def finish(self, partial: torch.Tensor) -> torch.Tensor:
+        """Map a complete partial result back to logits whose softmax (sigmoid) is the aggregate."""
+        if self.name == "mean_prob" and self.link == "sigmoid":
+            return partial[0] - partial[1]
+        if self.name == "max_prob" and self.link == "softmax":
+            return partial - torch.logsumexp(partial, dim=-1, keepdim=True)
+        return partial
+
+    def __call__(self, logits: torch.Tensor, weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Aggregate per-copy logits along ``dim`` in one go."""
+        return self.finish(self.combine(self.to_space(logits), weights, dim))
+
+
+def get_aggregation(name: str, link: str = "softmax") -> Aggregation:
+    """The aggregation ``name`` for outputs with the given link."""
+    return Aggregation(name, link)
+
+
+def segment_combine(aggregation: Aggregation, values: torch.Tensor, weights: torch.Tensor, segment: torch.Tensor,
+                    num_segments: int) -> torch.Tensor:
+    """Combine rows ``values [R, ...]`` with weights ``[R]`` (or ``[R, ...]`` broadcastable) into ``num_segments``
+    groups given by ``segment [R]``: a partial result ``[num_segments, ...]`` (softmax and identity links)."""
+    if aggregation.link == "sigmoid" and aggregation.name == "mean_prob":
+        raise ValueError("segment_combine supports softmax and identity links")
+    w = weights.to(device=values.device, dtype=values.dtype)
+    w = w.view(w.shape[0], *([1] * (values.dim() - 1))) if w.dim() == 1 else w
+    index = segment.to(values.device).view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    shape = (num_segments, *values.shape[1:])
+    if aggregation.name == "max_prob":
+        masked = torch.where(w > 0, values, torch.full_like(values, -math.inf))
+        return values.new_full(shape, -math.inf).scatter_reduce_(0, index, masked, reduce="amax")
+    if aggregation.name == "mean_logits":
+        return values.new_zeros(shape).scatter_add_(0, index, w * values)
+    shifted = values + w.log()
+    peak = values.new_full(shape, -math.inf).scatter_reduce_(0, index, shifted, reduce="amax")
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    sums = values.new_zeros(shape).scatter_add_(0, index, (shifted - peak.gather(0, index)).exp())
+    return peak + sums.log()

@@ -1,114 +1,276 @@
-"""Batched execution of a plan on token inputs: expand rows into transformed copies, map outputs back, aggregate.
+"""Carry out a plan: expand the copies, call the model once on all of them, map outputs back, symmetrise, aggregate.
 
-Everything is vectorised over copies and rows; there is no Python loop over group elements. The model call itself
-is left to the caller (a model wrapper), which passes base-model rows in and gets aggregated logits back.
+Two entry points share the same steps and differ only in how outputs are combined:
+
+- :func:`run_tokens` for token actions (language models). Off the group's *support* a word swap fixes every token,
+  so those columns of the output are a weighted combination of the distinct base rows; only the few hundred support
+  columns need per-copy gathers and orbit symmetrisation. Rows are streamed in chunks of ``max_rows`` and combined
+  in log space as they arrive, so memory is bounded by the chunk and the output, and copy-on-diverge sharing
+  (:mod:`hf_equivariant.sharing`) lets copies with identical transformed text share a row.
+- :func:`run_dense` for every other action (images, feature maps, invariant scores): outputs are mapped back by the
+  action, symmetrised by branch and combined with :class:`~hf_equivariant.aggregation.Aggregation`.
+  :func:`run_dense_streams` runs several inputs with their own groups through one model call (design 1).
+
+The model call is a callable supplied by the wrapper; there is no Python loop over group elements.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from .actions.tokens import TokenPermutationAction
-from .aggregation import from_aggregation_space
-from .plans import Plan
+from .actions.base import GroupAction
+from .aggregation import Aggregation, segment_combine
+from .plans import Copies, Plan, make_plan, realise
+from .sharing import RowLayout, shared_layout
 
-__all__ = ["TokenCopies", "expand_token_copies", "transform_token_copies", "aggregate_token_values"]
+__all__ = ["transform_copies", "run_tokens", "TokenRun", "run_dense", "run_dense_streams", "DenseRun",
+           "symmetrise_function"]
+
+
+def transform_copies(action: GroupAction, copies: Copies, x: torch.Tensor, **context: Any) -> torch.Tensor:
+    """``[C, N, ...]``: each copy's transformed inputs (canonicalised by branch, then moved by its element)."""
+    c, n = copies.input_elements.shape
+    canon = copies.canonicalise
+    if bool(canon.any()):
+        masks, which = torch.unique(canon, dim=0, return_inverse=True)
+        variants = torch.stack([x if not bool(m.any()) else action.canonicalise(x, m, **context) for m in masks])
+        stacked = variants[which.to(variants.device)]  # [C, N, ...]
+    else:
+        stacked = x.unsqueeze(0).expand(c, *x.shape)
+    moved = action.transform_inputs(stacked.reshape(c * n, *x.shape[1:]), copies.input_elements.reshape(-1))
+    return moved.reshape(c, n, *x.shape[1:])
+
+
+# ---------------------------------------------------------------------------------------------------- tokens
+@dataclass
+class TokenRun:
+    """What :func:`run_tokens` returns: equivariant logits ``[N, T, V]``, the row layout used and the copies."""
+
+    logits: torch.Tensor
+    layout: RowLayout
+    copies: Copies
+
+
+class _SupportAggregator:
+    """Combines streamed base rows into equivariant log-probabilities, touching only the support per copy."""
+
+    def __init__(self, action: Any, copies: Copies, layout: RowLayout, aggregation: Aggregation, positions: int):
+        self.action, self.copies, self.layout, self.agg = action, copies, layout, aggregation
+        self.positions = positions
+        device = layout.device
+        c, n = layout.row_of_copy.shape
+        weights = copies.weights.to(device)
+        if weights.dim() == 1:
+            weights = weights[:, None].expand(c, n)
+        self.copy_weights = weights  # [C, N] or [C, N, T]
+        flat_w = weights.reshape(c * n, *weights.shape[2:])
+        self.row_weights = torch.zeros((layout.num_rows, *weights.shape[2:]), device=device,
+                                       dtype=torch.float32).index_add_(0, layout.row_of_copy.reshape(-1), flat_w.float())
+        self.one_row_each = layout.num_rows == n and bool(torch.equal(layout.row_batch,
+                                                                          torch.arange(n, device=device)))
+        self.support = action.support(device)
+        parts = action.element_parts(copies.output_elements.to(device))  # [C, N, (T), F]
+        self.local_maps = action.local_maps(parts)  # [C, N, (T), S]
+        self.symmetrise = bool(copies.symmetrise.any())
+        if self.symmetrise:
+            self.orbits, self.num_orbits = action.local_orbits(copies.symmetrise.to(device))
+        self.off: torch.Tensor | None = None
+        self.on: torch.Tensor | None = None
+
+    def add(self, start: int, logits: torch.Tensor) -> None:
+        """Fold base rows ``start .. start + len(logits)`` (their raw logits ``[r, T, V]``) into the result."""
+        layout, agg = self.layout, self.agg
+        values = agg.to_space(logits)
+        r, t = values.shape[0], values.shape[1]
+        stop = start + r
+        n = layout.batch_size
+        # Off the support: a weighted combination of the rows themselves.
+        if self.one_row_each:
+            if self.off is None and r == n:
+                self.off = values if values is not logits else values.clone()  # never write into the model's output
+            else:
+                if self.off is None:
+                    self.off = values.new_empty((n, *values.shape[1:]))
+                self.off[start:stop] = values
+        else:
+            w = self.row_weights[start:stop]
+            if w.dim() == 2:
+                w = w[:, -t:, None]
+            partial = segment_combine(agg, values, w, layout.row_batch[start:stop], n)
+            self.off = agg.merge(self.off, partial)
+        # On the support: every copy whose row is in this chunk, mapped back and symmetrised.
+        in_chunk = (layout.row_of_copy >= start) & (layout.row_of_copy < stop)  # [C, N]
+        copy_idx, row_idx = in_chunk.nonzero(as_tuple=True)
+        if copy_idx.numel() == 0:
+            return
+        support_values = values[..., self.support.to(values.device)]  # [r, T, S]
+        chosen = support_values[layout.row_of_copy[copy_idx, row_idx] - start]  # [k, T, S]
+        maps = self.local_maps
+        maps = maps[copy_idx, row_idx] if maps.shape[1] > 1 else maps[copy_idx, 0]
+        if maps.dim() == 3:
+            maps = maps[:, -t:]
+        else:
+            maps = maps[:, None, :]
+        chosen = chosen.gather(-1, maps.expand(-1, t, -1).to(chosen.device))
+        if self.symmetrise:
+            orbits = self.orbits
+            orbits = orbits[copy_idx, row_idx if orbits.shape[1] > 1 else torch.zeros_like(row_idx)]
+            orbits = orbits[:, -t:] if orbits.dim() == 3 else orbits[:, None, :]
+            chosen = agg.pool_orbits(chosen, orbits.expand(-1, t, -1).to(chosen.device), self.num_orbits)
+        w = self.copy_weights[copy_idx, row_idx]
+        w = w[:, -t:, None] if w.dim() == 2 else w
+        self.on = agg.merge(self.on, segment_combine(agg, chosen, w, row_idx, n))
+
+    def finish(self) -> torch.Tensor:
+        out = self.off
+        if out is None:
+            raise RuntimeError("no rows were aggregated")
+        if self.on is not None and self.support.numel():
+            out[..., self.support.to(out.device)] = self.on.to(out.dtype)
+        return self.agg.finish(out)
+
+
+def run_tokens(
+    plan: Plan,
+    action: Any,
+    input_ids: torch.Tensor,
+    call: Callable[[int, int, torch.Tensor, RowLayout], torch.Tensor],
+    aggregation: Aggregation,
+    *,
+    context_ids: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None,
+    share: bool = True,
+    max_rows: int | None = None,
+    on_layout: Callable[[RowLayout], None] | None = None,
+) -> TokenRun:
+    """Equivariant next-token logits for ``input_ids [N, T]`` under ``plan``.
+
+    ``context_ids [N, Tc]`` is the whole sequence so far when ``input_ids`` holds only its last ``T`` tokens (with a
+    cache); orientation and sharing are computed on it. ``call(start, stop, row_ids, layout)`` runs the base model
+    on base rows ``start..stop`` (``row_ids [stop-start, T]``) and returns their logits; it is called once, or in
+    chunks of ``max_rows`` rows. ``on_layout`` sees the row layout before the first call (to fork a cache).
+    """
+    if context_ids is None:
+        context_ids = input_ids
+    new_tokens = input_ids.shape[-1]
+    valid = context_mask.bool() if context_mask is not None and context_mask.shape == context_ids.shape else None
+    copies = realise(plan, action, context_ids, valid=valid)
+    if copies.per_position:
+        copies.output_elements = copies.output_elements[:, :, -new_tokens:]
+        copies.symmetrise = copies.symmetrise[:, :, -new_tokens:]
+    transformed = transform_copies(action, copies, context_ids)  # [C, N, Tc]
+    if share:
+        layout = shared_layout(transformed, new_tokens)
+    else:
+        layout = RowLayout.all_copies(copies.num_copies, input_ids.shape[0], input_ids.device)
+    if on_layout is not None:
+        on_layout(layout)
+    row_ids = layout.select_rows(transformed[..., -new_tokens:])
+    aggregator = _SupportAggregator(action, copies, layout, aggregation, new_tokens)
+    step = layout.num_rows if max_rows is None else max(1, int(max_rows))
+    for start in range(0, layout.num_rows, step):
+        stop = min(start + step, layout.num_rows)
+        aggregator.add(start, call(start, stop, row_ids[start:stop], layout))
+    return TokenRun(aggregator.finish(), layout, copies)
+
+
+# ---------------------------------------------------------------------------------------------------- dense
+@dataclass
+class DenseRun:
+    """What :func:`run_dense` returns: the aggregated output, the copies and the number of rows the model ran."""
+
+    output: torch.Tensor
+    copies: Copies
+    rows: int
 
 
 @dataclass
-class TokenCopies:
-    """Per copy and input row: the element applied, the factors canonicalised first, the factors symmetrised.
+class Stream:
+    """One input of :func:`run_dense_streams`: its plan, action and tensor (plus context such as a reference)."""
 
-    Shapes: ``parts``, ``canonicalise`` and ``symmetrise`` are ``[C, N, F]`` (or broadcastable ``[C, 1, F]``);
-    ``weights`` is ``[C]``. Copy ``c`` of row ``n`` runs the base model on
-    ``parts[c, n] . canon_{canonicalise[c, n]}(x_n)``; its output is mapped back by ``parts[c, n]^-1`` and then
-    averaged over the orbits of the factors in ``symmetrise[c, n]``.
+    plan: Plan
+    action: GroupAction
+    x: torch.Tensor
+    context: dict[str, Any] | None = None
+
+
+def _map_back(action: GroupAction, copies: Copies, out: torch.Tensor) -> torch.Tensor:
+    """Undo each copy's element on equivariant outputs ``[C, N, ...]``, then symmetrise by branch."""
+    c, n = out.shape[:2]
+    undo = action.group.inverse_elements(copies.output_elements.reshape(-1).cpu()).to(out.device)
+    out = action.transform_outputs(out.reshape(c * n, *out.shape[2:]), undo).reshape(out.shape)
+    masks = copies.symmetrise.reshape(c, -1, copies.symmetrise.shape[-1])[:, 0]  # per-copy masks (same per row)
+    if bool(masks.any()):
+        unique, which = torch.unique(masks.cpu(), dim=0, return_inverse=True)
+        pieces = out.clone()
+        for k, mask in enumerate(unique):
+            if bool(mask.any()):
+                sel = (which == k).nonzero().flatten().to(out.device)
+                part = out[sel]
+                pieces[sel] = action.symmetrise_outputs(part.reshape(-1, *out.shape[2:]), mask).reshape(part.shape)
+        out = pieces
+    return out
+
+
+def run_dense_streams(
+    streams: Sequence[Stream],
+    call: Callable[[torch.Tensor], torch.Tensor],
+    aggregation: Aggregation,
+    *,
+    output: str = "invariant",
+    max_batch: int | None = None,
+) -> list[DenseRun]:
+    """Run several inputs, each with its own plan and action, through ONE call of the model on all their copies.
+
+    ``call`` maps a batch ``[R, ...]`` (rows of every stream, concatenated) to outputs ``[R, ...]``; with
+    ``max_batch`` it is called on chunks of at most that many rows. Outputs are split back per stream, mapped back
+    (``output="equivariant"``), symmetrised and aggregated.
     """
-
-    parts: torch.Tensor
-    canonicalise: torch.Tensor
-    symmetrise: torch.Tensor
-    weights: torch.Tensor
-
-    @property
-    def num_copies(self) -> int:
-        return int(self.parts.shape[0])
-
-
-def expand_token_copies(
-    plan: Plan,
-    action: TokenPermutationAction,
-    context_ids: torch.Tensor | None = None,
-    context_mask: torch.Tensor | None = None,
-) -> TokenCopies:
-    """The copies of ``plan`` for a batch.
-
-    ``full`` and ``multi`` copies are the same for every row. ``canonical`` orients each row by the first token of
-    each factor in ``context_ids`` (``[N, T]``, the whole sequence so far; padding marked by ``context_mask``): it runs
-    ``h^-1 . x`` and maps the output back with ``h``, which is exactly equivariant because ``h(g.x) = g.h(x)``;
-    factors with no token in the row are symmetrised instead.
-    """
-    if plan.strategy != "canonical":
-        branch_canon = plan.canonicalise[plan.branch][:, None, :]
-        branch_sym = plan.symmetrise[plan.branch][:, None, :]
-        return TokenCopies(plan.parts[:, None, :], branch_canon, branch_sym, plan.weights)
-    if context_ids is None:
-        raise ValueError("the canonical strategy needs the whole sequence (context_ids) to orient each row")
-    pos, found = action.first_positions(context_ids, context_mask)
-    parts = action.inverse_parts(pos)[None]  # h^-1, [1, N, F]
-    no_canon = torch.zeros_like(found)[None]
-    return TokenCopies(parts, no_canon, ~found[None], plan.weights.to(pos.device))
-
-
-def transform_token_copies(action: TokenPermutationAction, ids: torch.Tensor, copies: TokenCopies) -> torch.Tensor:
-    """``[C, N, T]`` transformed token ids of every copy of every row of ``ids`` (``[N, T]``)."""
-    c = copies.num_copies
-    expanded = ids[None].expand(c, *ids.shape)
-    canon = copies.canonicalise.to(ids.device)
-    if bool(canon.any()):
-        expanded = action.canonicalise(expanded, canon)
-    return action.act(expanded, copies.parts.to(ids.device))
-
-
-def _symmetrise(values: torch.Tensor, index: torch.Tensor, num_orbits: int, reduce: str) -> torch.Tensor:
-    """Average (or max) ``values [..., T, V]`` over orbits given per leading entry by ``index [..., V]``."""
-    expanded = index[..., None, :].expand(values.shape)
-    pooled_shape = (*values.shape[:-1], num_orbits)
-    if reduce == "mean":
-        sums = values.new_zeros(pooled_shape).scatter_add_(-1, expanded, values)
-        counts = values.new_zeros((*index.shape[:-1], num_orbits)).scatter_add_(
-            -1, index, torch.ones_like(index, dtype=values.dtype))
-        pooled = sums / counts.clamp_min(1)[..., None, :]
+    realised, inputs = [], []
+    for s in streams:
+        context = s.context or {}
+        copies = realise(s.plan, s.action, s.x, **context)
+        realised.append(copies)
+        moved = transform_copies(s.action, copies, s.x, **context)
+        inputs.append(moved.reshape(-1, *moved.shape[2:]))
+    shapes = {tuple(i.shape[1:]) for i in inputs}
+    if len(shapes) != 1:
+        raise ValueError(f"inputs run through one model call need one shape, got {sorted(shapes)}")
+    batch = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
+    if max_batch is None or batch.shape[0] <= max_batch:
+        out = call(batch)
     else:
-        pooled = values.new_full(pooled_shape, float("-inf")).scatter_reduce_(-1, expanded, values, reduce="amax")
-    return pooled.gather(-1, expanded)
+        out = torch.cat([call(chunk) for chunk in batch.split(int(max_batch))])
+    results = []
+    for s, copies, piece in zip(streams, realised, out.split([i.shape[0] for i in inputs])):
+        c, n = copies.input_elements.shape
+        piece = piece.reshape(c, n, *piece.shape[1:])
+        if output == "equivariant":
+            piece = _map_back(s.action, copies, piece)
+        combined = aggregation.finish(aggregation.combine(aggregation.to_space(piece), copies.weights))
+        results.append(DenseRun(combined, copies, c * n))
+    return results
 
 
-def aggregate_token_values(
-    values: torch.Tensor, action: TokenPermutationAction, copies: TokenCopies, aggregation: str
-) -> torch.Tensor:
-    """Combine per-copy values ``[C, N, T, V]`` (already in aggregation space: probabilities or logits, see
-    :func:`to_aggregation_space`) into equivariant logits ``[N, T, V]``.
+def run_dense(plan: Plan, action: GroupAction, x: torch.Tensor, call: Callable[[torch.Tensor], torch.Tensor],
+              aggregation: Aggregation, *, output: str = "invariant", max_batch: int | None = None,
+              **context: Any) -> DenseRun:
+    """Aggregated output of ``call`` over the copies of ``plan`` for inputs ``x [N, ...]`` (one batched call)."""
+    return run_dense_streams([Stream(plan, action, x, context)], call, aggregation, output=output,
+                             max_batch=max_batch)[0]
 
-    Each copy's output is mapped back by the inverse of its element (``y[..., g.w]``), symmetrised over its
-    ``symmetrise`` factors and combined with its weight (mean aggregations) or by element-wise max (``max_prob``).
-    Callers that share base rows between copies convert each row once, then expand rows to copies.
+
+def symmetrise_function(fn: Callable[[torch.Tensor], torch.Tensor], action: GroupAction, x: torch.Tensor,
+                        strategy: str, *, output: str = "equivariant", branch_weighting: str = "size",
+                        **context: Any) -> torch.Tensor:
+    """Make ``fn`` (inputs ``[N, ...]`` -> outputs ``[N, ...]``) invariant or equivariant by ``strategy``.
+
+    Outputs are averaged as they are (``mean_logits``, identity link); equivariant outputs must be acted on by
+    ``action`` like the inputs (for example per-pixel maps of an image action).
     """
-    c, n, t, width = values.shape
-    # Maps and orbit tables are [C, 1, V] when the copies are the same for every row (full, multi): computed once
-    # per plan and reused, then broadcast over rows and positions.
-    device = values.device
-    maps = action.cached_vocabulary_maps(copies.parts, device, width)  # w -> g.w
-    values = values.gather(-1, maps[:, :, None, :].expand(c, n, t, width))
-    reduce = "amax" if aggregation == "max_prob" else "mean"
-    if bool(copies.symmetrise.any()):
-        index, num_orbits = action.cached_orbit_index(copies.symmetrise, device, width)
-        values = _symmetrise(values, index, num_orbits, reduce)
-    if reduce == "amax":
-        combined = values.amax(dim=0)
-    else:
-        weights = copies.weights.to(device=device, dtype=values.dtype)
-        combined = torch.einsum("c,cntv->ntv", weights, values)
-    return from_aggregation_space(combined, aggregation)
+    plan = make_plan(action.group, strategy, branch_weighting, output=output, deduplicate=output == "invariant")
+    return run_dense(plan, action, x, fn, Aggregation("mean_logits", "identity"), output=output, **context).output

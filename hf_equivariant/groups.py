@@ -1,58 +1,72 @@
-"""Finite groups as index tables, and direct products of them.
+"""Finite groups as index tables: one interface for cyclic, generated and direct-product groups.
 
-A group here is pure algebra: elements are the integers ``0..order-1`` with ``0`` the identity, and the group law
-is a multiplication table. Actions (how a group moves tokens or pixels) live in :mod:`hf_equivariant.actions`.
+A group here is pure algebra. Elements are the integers ``0..order-1`` with ``0`` the identity; the law is a
+multiplication table ``mul[a, b] = a * b`` (``b`` acts first) and ``inverse[a] = a^-1``. Actions (how a group moves
+tokens or pixels) live in :mod:`hf_equivariant.actions`.
+
+Every group also says how it factors: ``factors`` lists the groups it is a direct product of (itself alone when it is
+not declared as one), ``generators`` the elements that generate it, and ``factors_commute`` whether the cyclic
+subgroups of those generators commute. ``rot90`` and a flip generate the dihedral group of order 8: a group like any
+other, whose generators do not commute, so strategies that need a direct product can tell it apart.
+
+Tables always live on the CPU: they are built outside any ``torch.device`` context a caller may be in (for example a
+model being created on the meta device), and actions move what they need to the data's device.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import functools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-__all__ = ["FiniteGroup", "ProductGroup", "cyclic_group", "group_from_permutations", "trivial_group"]
+__all__ = [
+    "Group", "FiniteGroup", "PermutationGroup", "DirectProductGroup", "ProductGroup",
+    "cyclic_group", "trivial_group", "group_from_permutations", "direct_product", "closure",
+]
+
+_CPU = torch.device("cpu")
+# Associativity is checked exhaustively up to this order (n^3 index lookups, chunked); larger user tables are checked
+# on a seeded sample of triples. Groups the library builds itself (cyclic, closures, products) are correct by
+# construction and skip the check.
+_EXHAUSTIVE_CHECK_ORDER = 256
+_SAMPLED_TRIPLES = 200_000
 
 
-@dataclass(frozen=True, eq=False)
-class FiniteGroup:
-    """A finite group given by its multiplication table.
+def _cpu_long(values: object) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.long, device=_CPU)
 
-    ``mul[a, b]`` is the index of ``a * b`` (apply ``b`` first, then ``a``), ``inverse[a]`` the index of ``a^-1``.
-    ``labels`` names each element for printing (for example ``"r1"`` or ``"man->woman"``).
-    """
+
+class Group(ABC):
+    """A finite group whose elements are ``0..order-1`` (``0`` is the identity)."""
 
     name: str
-    mul: torch.Tensor
-    labels: tuple[str, ...] = field(default=())
 
-    def __post_init__(self) -> None:
-        mul = torch.as_tensor(self.mul, dtype=torch.long)
-        object.__setattr__(self, "mul", mul)
-        n = mul.shape[0]
-        if mul.shape != (n, n):
-            raise ValueError(f"group {self.name!r}: multiplication table must be square, got {tuple(mul.shape)}")
-        if not self.labels:
-            object.__setattr__(self, "labels", tuple(f"{self.name}[{i}]" for i in range(n)))
-        if len(self.labels) != n:
-            raise ValueError(f"group {self.name!r}: {len(self.labels)} labels for {n} elements")
-        _validate_table(self.name, mul)
-        inverse = (mul == 0).long().argmax(dim=1)
-        object.__setattr__(self, "_inverse", inverse)
-
+    # ------------------------------------------------------------------ algebra
     @property
+    @abstractmethod
     def order(self) -> int:
         """Number of elements."""
-        return int(self.mul.shape[0])
+
+    @property
+    @abstractmethod
+    def mul(self) -> torch.Tensor:
+        """``[order, order]`` table: ``mul[a, b]`` is ``a * b`` (``b`` acts first)."""
+
+    @property
+    @abstractmethod
+    def inverse(self) -> torch.Tensor:
+        """``[order]`` table: ``inverse[a]`` is ``a^-1``."""
+
+    @property
+    @abstractmethod
+    def labels(self) -> tuple[str, ...]:
+        """A readable name per element."""
 
     def __len__(self) -> int:
         return self.order
-
-    @property
-    def inverse(self) -> torch.Tensor:
-        """``inverse[a]`` is the index of ``a^-1``."""
-        return self._inverse  # type: ignore[attr-defined]
 
     def compose(self, a: int, b: int) -> int:
         """Index of ``a * b`` (``b`` acts first)."""
@@ -62,165 +76,406 @@ class FiniteGroup:
         """Index of ``a^-1``."""
         return int(self.inverse[a])
 
+    def compose_elements(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Element-wise ``a * b`` for tensors of element indices (broadcast)."""
+        a, b = torch.broadcast_tensors(a.long(), b.long())
+        return self.mul.to(a.device)[a, b]
+
+    def inverse_elements(self, elements: torch.Tensor) -> torch.Tensor:
+        """Element-wise inverses of a tensor of element indices."""
+        return self.inverse.to(elements.device)[elements.long()]
+
     def is_abelian(self) -> bool:
         """Whether every pair of elements commutes."""
         return bool(torch.equal(self.mul, self.mul.T))
 
+    def label(self, element: int) -> str:
+        """Readable name of one element."""
+        return self.labels[int(element)]
+
     def random_elements(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` elements drawn uniformly (with replacement)."""
-        return torch.randint(self.order, (n,), generator=generator)
+        return torch.randint(self.order, (n,), generator=generator, device=_CPU)
 
-    def __repr__(self) -> str:
-        return f"FiniteGroup(name={self.name!r}, order={self.order})"
+    def subgroup(self, generators: Iterable[int]) -> list[int]:
+        """Sorted elements of the subgroup generated by ``generators``."""
+        mul = self.mul
+        gens = [int(g) for g in generators if int(g) != 0]
+        return sorted(_breadth_first([0], lambda e: (int(mul[g, e]) for g in gens)))
 
-
-def _validate_table(name: str, mul: torch.Tensor) -> None:
-    """Check identity at 0, Latin-square rows/columns (so inverses exist) and associativity."""
-    n = mul.shape[0]
-    arange = torch.arange(n)
-    if not (torch.equal(mul[0], arange) and torch.equal(mul[:, 0], arange)):
-        raise ValueError(f"group {name!r}: element 0 must be the identity")
-    if not torch.equal(mul.sort(dim=1).values, arange.expand(n, n)) or not torch.equal(
-        mul.sort(dim=0).values, arange[:, None].expand(n, n)
-    ):
-        raise ValueError(f"group {name!r}: multiplication table is not a Latin square")
-    # (a*b)*c == a*(b*c) for all a, b, c, checked at once with [n, n, n] index tensors.
-    left = mul[mul]  # left[a, b, c] = mul[mul[a, b], c]
-    right = mul[:, mul]  # right[a, b, c] = mul[a, mul[b, c]]
-    if not torch.equal(left, right):
-        raise ValueError(f"group {name!r}: multiplication table is not associative")
-
-
-def trivial_group(name: str = "trivial") -> FiniteGroup:
-    """The group with one element."""
-    return FiniteGroup(name, torch.zeros(1, 1, dtype=torch.long), ("e",))
-
-
-def cyclic_group(order: int, name: str | None = None, labels: Sequence[str] | None = None) -> FiniteGroup:
-    """Z_n: element ``k`` is the k-th power of a generator."""
-    if order < 1:
-        raise ValueError(f"cyclic group order must be >= 1, got {order}")
-    idx = torch.arange(order)
-    mul = (idx[:, None] + idx[None, :]) % order
-    name = name or f"C{order}"
-    return FiniteGroup(name, mul, tuple(labels) if labels else tuple(f"{name}^{k}" for k in range(order)))
-
-
-def group_from_permutations(
-    generators: Sequence[Sequence[int]] | torch.Tensor, name: str = "G"
-) -> tuple[FiniteGroup, torch.Tensor]:
-    """Close a set of permutations of ``0..n-1`` under composition.
-
-    Returns the group and its faithful permutation representation ``perms`` of shape ``[order, n]`` with
-    ``perms[0]`` the identity and ``perms[g][i] = g(i)``. Elements are numbered in breadth-first order from the
-    generators, so the numbering is deterministic.
-    """
-    gens = torch.as_tensor(generators, dtype=torch.long)
-    if gens.dim() != 2:
-        raise ValueError("generators must be a [k, n] array of permutations")
-    n = gens.shape[1]
-    for g in gens:
-        if not torch.equal(g.sort().values, torch.arange(n)):
-            raise ValueError(f"generator {g.tolist()} is not a permutation of 0..{n - 1}")
-    elements = [torch.arange(n)]
-    index = {tuple(range(n)): 0}
-    frontier = [0]
-    while frontier:
-        nxt = []
-        for e in frontier:
-            for g in gens:
-                composed = g[elements[e]]  # apply elements[e] first, then g
-                key = tuple(composed.tolist())
-                if key not in index:
-                    index[key] = len(elements)
-                    elements.append(composed)
-                    nxt.append(index[key])
-        frontier = nxt
-    perms = torch.stack(elements)
-    order = perms.shape[0]
-    # mul[a, b] = index of perms[a] o perms[b]  (b first)
-    composed = perms[:, None, :].expand(order, order, n).gather(2, perms[None, :, :].expand(order, order, n))
-    mul = torch.tensor([[index[tuple(composed[a, b].tolist())] for b in range(order)] for a in range(order)])
-    return FiniteGroup(name, mul), perms
-
-
-class ProductGroup:
-    """Direct product G1 x ... x GN, with elements numbered in row-major (C) order of the factor indices.
-
-    The product element with factor indices ``(g1, ..., gN)`` has index ``sum_i g_i * stride_i``; the identity is 0.
-    """
-
-    def __init__(self, factors: Sequence[FiniteGroup], name: str | None = None) -> None:
-        if not factors:
-            raise ValueError("a product group needs at least one factor")
-        names = [f.name for f in factors]
-        if len(set(names)) != len(names):
-            raise ValueError(f"factor names must be distinct, got {names}")
-        self.factors: tuple[FiniteGroup, ...] = tuple(factors)
-        self.name = name or " x ".join(names)
-        self.shape = tuple(f.order for f in factors)
-        # elements[k] = factor indices of product element k, shape [order, N]
-        grids = torch.meshgrid(*[torch.arange(s) for s in self.shape], indexing="ij")
-        self.elements = torch.stack([g.reshape(-1) for g in grids], dim=-1)
-
+    # ------------------------------------------------------------------ structure
     @property
-    def order(self) -> int:
-        """Number of elements, the product of the factor orders."""
-        return int(self.elements.shape[0])
-
-    def __len__(self) -> int:
-        return self.order
+    def factors(self) -> tuple[Group, ...]:
+        """The groups this one is the direct product of; ``(self,)`` when it is not declared as a product."""
+        return (self,)
 
     @property
     def num_factors(self) -> int:
         return len(self.factors)
 
-    def split(self, index: int) -> tuple[int, ...]:
-        """Factor indices of a product element."""
-        return tuple(int(v) for v in self.elements[index])
+    @property
+    def factor_orders(self) -> tuple[int, ...]:
+        return tuple(f.order for f in self.factors)
+
+    @property
+    def is_direct_product(self) -> bool:
+        """Whether elements are tuples of independent factor elements (so design 2 applies factor by factor)."""
+        return len(self.factors) > 1
+
+    @property
+    def elements(self) -> torch.Tensor:
+        """``[order, num_factors]`` factor indices of every element (one column for a group without factors)."""
+        return torch.arange(self.order, device=_CPU)[:, None]
+
+    def split(self, element: int) -> tuple[int, ...]:
+        """Factor indices of an element."""
+        return tuple(int(v) for v in self.elements[int(element)])
 
     def combine(self, parts: Sequence[int]) -> int:
-        """Product element with the given factor indices."""
-        if len(parts) != self.num_factors:
-            raise ValueError(f"expected {self.num_factors} factor indices, got {len(parts)}")
-        index = 0
-        for part, size in zip(parts, self.shape):
-            if not 0 <= part < size:
-                raise ValueError(f"factor index {part} out of range for a factor of order {size}")
-            index = index * size + int(part)
-        return index
+        """The element with the given factor indices."""
+        if len(parts) != 1:
+            raise ValueError(f"group {self.name!r} has one factor, got {len(parts)} factor indices")
+        if not 0 <= int(parts[0]) < self.order:
+            raise ValueError(f"element {parts[0]} out of range for group {self.name!r} of order {self.order}")
+        return int(parts[0])
 
     def embed(self, factor: int, element: int) -> int:
-        """The product element that is ``element`` in factor ``factor`` and the identity elsewhere."""
+        """The element that is ``element`` in factor ``factor`` and the identity elsewhere."""
         parts = [0] * self.num_factors
-        parts[factor] = element
+        parts[factor] = int(element)
         return self.combine(parts)
 
-    def inverse_elements(self, indices: torch.Tensor) -> torch.Tensor:
-        """Factor-wise inverses of product elements given as a tensor of indices."""
-        parts = self.elements[indices]
-        inv = torch.stack([f.inverse[parts[..., i]] for i, f in enumerate(self.factors)], dim=-1)
-        return self._combine_tensor(inv)
+    @property
+    def generators(self) -> tuple[int, ...]:
+        """Elements generating the group, one per factor or generating transform."""
+        return tuple(self.embed(i, 1) for i, f in enumerate(self.factors) if f.order > 1)
 
-    def _combine_tensor(self, parts: torch.Tensor) -> torch.Tensor:
-        index = torch.zeros(parts.shape[:-1], dtype=torch.long)
-        for i, size in enumerate(self.shape):
-            index = index * size + parts[..., i]
-        return index
+    def generator_powers(self, index: int) -> list[int]:
+        """Elements ``g^0, g^1, ...`` of the cyclic subgroup of generator ``index`` (in power order)."""
+        g = self.generators[index]
+        powers, current = [0], g
+        while current != 0:
+            powers.append(current)
+            current = int(self.mul[g, current])
+        return powers
 
-    def random_elements(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` product elements drawn uniformly (with replacement)."""
-        return torch.randint(self.order, (n,), generator=generator)
+    @property
+    def num_factor_subgroups(self) -> int:
+        """How many factor subgroups the group is built from: factors of a product, else one per generator."""
+        return self.num_factors if self.is_direct_product else len(self.generators)
 
-    def label(self, index: int) -> str:
-        """Readable name of a product element, e.g. ``"gender[1]*race[2]"``."""
-        parts = self.split(index)
-        named = [f.labels[p] for f, p in zip(self.factors, parts) if p != 0]
+    def factor_elements(self, index: int) -> list[int]:
+        """Elements of factor subgroup ``index`` (the embedded factor, or a generator's powers), identity first."""
+        return self.generator_powers(index)
+
+    @functools.cached_property
+    def factors_commute(self) -> bool:
+        """Whether the generators' cyclic subgroups commute element-wise (true for every direct product)."""
+        if self.is_direct_product:
+            return True
+        gens = self.generators
+        mul = self.mul
+        return all(int(mul[a, b]) == int(mul[b, a]) for i, a in enumerate(gens) for b in gens[:i])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, order={self.order})"
+
+
+class FiniteGroup(Group):
+    """A group given by its multiplication table (validated unless it comes from a trusted constructor)."""
+
+    def __init__(self, name: str, mul: torch.Tensor | Sequence[Sequence[int]], labels: Sequence[str] = (),
+                 *, validate: bool = True, generators: Sequence[int] | None = None) -> None:
+        self.name = str(name)
+        table = _cpu_long(mul)
+        n = table.shape[0] if table.dim() == 2 else -1
+        if table.dim() != 2 or table.shape != (n, n):
+            raise ValueError(f"group {self.name!r}: multiplication table must be square, got {tuple(table.shape)}")
+        labels = tuple(str(x) for x in labels) or tuple(f"{self.name}[{i}]" for i in range(n))
+        if len(labels) != n:
+            raise ValueError(f"group {self.name!r}: {len(labels)} labels for {n} elements")
+        if validate:
+            _validate_table(self.name, table)
+        self._mul = table
+        self._labels = labels
+        self._inverse = (table == 0).long().argmax(dim=1)
+        self._generators = None if generators is None else tuple(int(g) for g in generators)
+
+    @property
+    def order(self) -> int:
+        return int(self._mul.shape[0])
+
+    @property
+    def generators(self) -> tuple[int, ...]:
+        """The generators given at construction, else a small generating set found greedily."""
+        if self._generators is None:
+            gens: list[int] = []
+            reached = {0}
+            for e in range(1, self.order):
+                if e not in reached:
+                    gens.append(e)
+                    reached = set(self.subgroup(gens))
+            self._generators = tuple(gens)
+        return self._generators
+
+    @property
+    def mul(self) -> torch.Tensor:
+        return self._mul
+
+    @property
+    def inverse(self) -> torch.Tensor:
+        return self._inverse
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+
+class PermutationGroup(FiniteGroup):
+    """The group generated by permutations of ``0..n-1``, with its faithful representation ``perms [order, n]``.
+
+    Elements are numbered breadth-first from the generators (deterministic); ``words[e]`` is a shortest sequence of
+    generator indices whose product (applied left to right) is ``e``.
+    """
+
+    def __init__(self, name: str, generators: Sequence[Sequence[int]] | torch.Tensor,
+                 generator_names: Sequence[str] | None = None) -> None:
+        perms, words, mul = closure(generators)
+        self.perms = perms
+        self.words = words
+        self.generator_names = tuple(generator_names) if generator_names else tuple(
+            f"g{i}" for i in range(len(generators)))
+        index = {tuple(p.tolist()): e for e, p in enumerate(perms)}
+        self._generator_elements = tuple(index[tuple(_cpu_long(g).tolist())] for g in generators)
+        super().__init__(name, mul, tuple(self._word_label(w) for w in words), validate=False,
+                         generators=self._generator_elements)
+
+    def _word_label(self, word: Sequence[int]) -> str:
+        if not word:
+            return "identity"
+        parts: list[str] = []
+        run, count = word[0], 0
+        for gi in [*word, -1]:
+            if gi == run:
+                count += 1
+                continue
+            name = self.generator_names[run]
+            parts.append(name if count == 1 else f"{name}^{count}")
+            run, count = gi, 1
+        return ",".join(parts)
+
+
+class DirectProductGroup(Group):
+    """G1 x ... x GN with elements numbered in row-major (C) order of the factor indices (identity 0).
+
+    The product element with factor indices ``(g1, ..., gN)`` has index ``sum_i g_i * stride_i``. Products are
+    composed factor by factor, so the full ``order x order`` table is only built if asked for.
+    """
+
+    def __init__(self, factors: Sequence[Group], name: str | None = None) -> None:
+        if not factors:
+            raise ValueError("a product group needs at least one factor")
+        names = [f.name for f in factors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"factor names must be distinct, got {names}")
+        self._factors: tuple[Group, ...] = tuple(factors)
+        self.name = name or " x ".join(names)
+        self.shape = tuple(f.order for f in factors)
+        grids = torch.meshgrid(*[torch.arange(s, device=_CPU) for s in self.shape], indexing="ij")
+        self._elements = torch.stack([g.reshape(-1) for g in grids], dim=-1)
+        strides = [math.prod(self.shape[i + 1:]) for i in range(len(self.shape))]
+        self._strides = _cpu_long(strides)
+
+    @property
+    def factors(self) -> tuple[Group, ...]:
+        return self._factors
+
+    @property
+    def is_direct_product(self) -> bool:
+        return True
+
+    @property
+    def order(self) -> int:
+        return int(self._elements.shape[0])
+
+    @property
+    def elements(self) -> torch.Tensor:
+        return self._elements
+
+    def combine(self, parts: Sequence[int]) -> int:
+        if len(parts) != self.num_factors:
+            raise ValueError(f"expected {self.num_factors} factor indices, got {len(parts)}")
+        for part, size in zip(parts, self.shape):
+            if not 0 <= int(part) < size:
+                raise ValueError(f"factor index {part} out of range for a factor of order {size}")
+        return int(sum(int(p) * int(s) for p, s in zip(parts, self._strides)))
+
+    def combine_parts(self, parts: torch.Tensor) -> torch.Tensor:
+        """Element indices of factor-index tensors ``[..., N]``."""
+        return (parts.long() * self._strides.to(parts.device)).sum(-1)
+
+    def compose_parts(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Factor-wise product of factor-index tensors ``[..., N]`` (broadcast)."""
+        a, b = torch.broadcast_tensors(a.long(), b.long())
+        cols = [f.mul.to(a.device)[a[..., i], b[..., i]] for i, f in enumerate(self._factors)]
+        return torch.stack(cols, dim=-1)
+
+    def inverse_parts(self, parts: torch.Tensor) -> torch.Tensor:
+        """Factor-wise inverse of factor-index tensors ``[..., N]``."""
+        cols = [f.inverse.to(parts.device)[parts[..., i].long()] for i, f in enumerate(self._factors)]
+        return torch.stack(cols, dim=-1)
+
+    def compose_elements(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        elements = self._elements.to(a.device)
+        return self.combine_parts(self.compose_parts(elements[a.long()], elements[b.long()]))
+
+    def inverse_elements(self, elements: torch.Tensor) -> torch.Tensor:
+        return self.combine_parts(self.inverse_parts(self._elements.to(elements.device)[elements.long()]))
+
+    @functools.cached_property
+    def mul(self) -> torch.Tensor:  # type: ignore[override]
+        idx = torch.arange(self.order, device=_CPU)
+        return self.compose_elements(idx[:, None], idx[None, :])
+
+    @functools.cached_property
+    def inverse(self) -> torch.Tensor:  # type: ignore[override]
+        return self.inverse_elements(torch.arange(self.order, device=_CPU))
+
+    @functools.cached_property
+    def labels(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.label(k) for k in range(self.order))
+
+    def label(self, element: int) -> str:
+        """Readable name, e.g. ``"gender[1]*race[2]"`` (``"e"`` for the identity)."""
+        parts = self.split(element)
+        named = [f.labels[p] for f, p in zip(self._factors, parts) if p != 0]
         return "*".join(named) if named else "e"
+
+    def factor_elements(self, index: int) -> list[int]:
+        return [self.embed(index, k) for k in range(self.shape[index])]
 
     def all_parts(self) -> list[tuple[int, ...]]:
         """Factor indices of every element, in index order."""
-        return list(itertools.product(*[range(s) for s in self.shape]))
+        return [tuple(int(v) for v in row) for row in self._elements]
+
+    def is_abelian(self) -> bool:
+        return all(f.is_abelian() for f in self._factors)
 
     def __repr__(self) -> str:
-        return f"ProductGroup({self.name!r}, order={self.order}, factors={[f.order for f in self.factors]})"
+        return f"DirectProductGroup({self.name!r}, order={self.order}, factors={list(self.shape)})"
+
+
+#: The name used by 0.1.0; kept as an alias.
+ProductGroup = DirectProductGroup
+
+
+# ---------------------------------------------------------------------------------------------------- builders
+def _breadth_first(roots: Iterable[int], expand: Callable[[int], Iterable[int]]) -> list[int]:
+    """All nodes reachable from ``roots``, in breadth-first order (the one closure routine of the package)."""
+    order = list(dict.fromkeys(roots))
+    seen = set(order)
+    frontier = list(order)
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for child in expand(node):
+                if child not in seen:
+                    seen.add(child)
+                    order.append(child)
+                    nxt.append(child)
+        frontier = nxt
+    return order
+
+
+def closure(generators: Sequence[Sequence[int]] | torch.Tensor) -> tuple[torch.Tensor, list[list[int]], torch.Tensor]:
+    """Close permutations of ``0..n-1`` under composition.
+
+    Returns ``(perms [order, n], words, mul [order, order])``: ``perms[0]`` is the identity, ``perms[e][i] = e(i)``,
+    elements are numbered breadth-first from the generators, ``words[e]`` lists the generators whose product is
+    ``e`` and ``mul[a, b]`` is the index of ``perms[a] o perms[b]`` (``b`` first).
+    """
+    gens = _cpu_long(generators)
+    if gens.dim() != 2:
+        raise ValueError("generators must be a [k, n] array of permutations")
+    n = gens.shape[1]
+    for g in gens:
+        if not torch.equal(g.sort().values, torch.arange(n, device=_CPU)):
+            raise ValueError(f"generator {g.tolist()} is not a permutation of 0..{n - 1}")
+    perms: list[torch.Tensor] = [torch.arange(n, device=_CPU)]
+    words: list[list[int]] = [[]]
+    index = {tuple(range(n)): 0}
+
+    def expand(e: int) -> Iterable[int]:
+        for gi, g in enumerate(gens):
+            composed = g[perms[e]]  # apply e first, then g
+            key = tuple(composed.tolist())
+            if key not in index:
+                index[key] = len(perms)
+                perms.append(composed)
+                words.append([*words[e], gi])
+            yield index[key]
+
+    _breadth_first([0], expand)
+    table = torch.stack(perms)
+    order = table.shape[0]
+    composed = table[:, None, :].expand(order, order, n).gather(2, table[None, :, :].expand(order, order, n))
+    mul = _cpu_long([[index[tuple(composed[a, b].tolist())] for b in range(order)] for a in range(order)])
+    return table, words, mul
+
+
+def group_from_permutations(generators: Sequence[Sequence[int]] | torch.Tensor, name: str = "G",
+                            generator_names: Sequence[str] | None = None) -> tuple[PermutationGroup, torch.Tensor]:
+    """The group generated by permutations, and its permutation representation ``perms [order, n]``."""
+    group = PermutationGroup(name, generators, generator_names)
+    return group, group.perms
+
+
+@functools.lru_cache(maxsize=256)
+def trivial_group(name: str = "trivial") -> FiniteGroup:
+    """The group with one element."""
+    return FiniteGroup(name, [[0]], ("e",), validate=False, generators=())
+
+
+@functools.lru_cache(maxsize=256)
+def _cyclic(order: int, name: str, labels: tuple[str, ...]) -> FiniteGroup:
+    idx = torch.arange(order, device=_CPU)
+    return FiniteGroup(name, (idx[:, None] + idx[None, :]) % order, labels, validate=False,
+                       generators=(1,) if order > 1 else ())
+
+
+def cyclic_group(order: int, name: str | None = None, labels: Sequence[str] | None = None) -> FiniteGroup:
+    """Z_n: element ``k`` is the k-th power of a generator (cached per order, name and labels)."""
+    if int(order) < 1:
+        raise ValueError(f"cyclic group order must be >= 1, got {order}")
+    order = int(order)
+    name = name or f"C{order}"
+    labels = tuple(labels) if labels else tuple(f"{name}^{k}" for k in range(order))
+    return _cyclic(order, name, labels)
+
+
+def direct_product(*factors: Group, name: str | None = None) -> DirectProductGroup:
+    """G1 x ... x GN (a single group is returned as a one-factor product)."""
+    return DirectProductGroup(list(factors), name=name)
+
+
+def _validate_table(name: str, mul: torch.Tensor) -> None:
+    """Identity at 0, Latin-square rows and columns (so inverses exist) and associativity."""
+    n = mul.shape[0]
+    arange = torch.arange(n, device=_CPU)
+    if not (torch.equal(mul[0], arange) and torch.equal(mul[:, 0], arange)):
+        raise ValueError(f"group {name!r}: element 0 must be the identity")
+    if int(mul.min()) < 0 or int(mul.max()) >= n:
+        raise ValueError(f"group {name!r}: table entries must lie in 0..{n - 1}")
+    if not torch.equal(mul.sort(dim=1).values, arange.expand(n, n)) or not torch.equal(
+            mul.sort(dim=0).values, arange[:, None].expand(n, n)):
+        raise ValueError(f"group {name!r}: multiplication table is not a Latin square")
+    if n <= _EXHAUSTIVE_CHECK_ORDER:
+        for start in range(0, n, 16):  # (a*b)*c == a*(b*c), 16 values of a at a time: bounded memory
+            a = arange[start:start + 16]
+            if not torch.equal(mul[mul[a]], mul[a][:, mul]):
+                raise ValueError(f"group {name!r}: multiplication table is not associative")
+        return
+    gen = torch.Generator(device=_CPU).manual_seed(0)
+    a, b, c = torch.randint(n, (3, _SAMPLED_TRIPLES), generator=gen, device=_CPU)
+    if not torch.equal(mul[mul[a, b], c], mul[a, mul[b, c]]):
+        raise ValueError(f"group {name!r}: multiplication table is not associative")

@@ -1,104 +1,291 @@
-"""Strategies turn a product group G1 x ... x GN into a plan: which transformed copies of the input to run.
+"""Strategies turn a group into a plan: which transformed copies of an input to run, and how to combine them.
 
-A plan is plain data (tensors of factor indices, branch ids and weights) so it can be printed, counted and tested
-without a model. Actions (token permutations, image transforms) interpret it.
+A plan is plain data (element ids, branch ids, weights, masks) so it can be printed, counted and tested without a
+model; the executor carries it out with an action. The factor subgroups a plan refers to are the factors of a
+direct product, or the cyclic subgroups of the generating transforms of any other group (rot90 and a flip).
 
-- ``full``: equitune over the whole product, one copy per element: prod |Gi| copies, one branch.
-- ``multi``: the paper's design 2. Branch i canonicalises the other factors, runs the |Gi| elements of factor i and
-  symmetrises its output over the other factors: sum |Gi| copies, N branches.
-- ``canonical``: one copy of the canonicalised input; the action orients or symmetrises the output.
+- ``full``: equitune over the whole group, one copy per element (prod |Gi| copies), one branch.
+- ``multi``: the paper's design 2. Branch i canonicalises the other factors away, runs the |Gi| elements of
+  factor i and symmetrises its output over the other factors: sum |Gi| copies, N branches. When the factors do
+  not commute (rot90 x flip) it is exact only for invariant outputs, and every branch canonicalises the whole group.
+- ``canonical``: one copy of the input moved to its canonical pose (orientation); the output is moved back, and
+  factors the orientation cannot see (a word absent from the text) are symmetrised.
+- ``none``: the base model itself (one identity copy), for comparisons.
+
+New strategies register a builder with :func:`register_strategy`; the rules of which strategy is valid for which
+group and output kind are in :func:`check_strategy`, here and nowhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-__all__ = ["STRATEGIES", "BRANCH_WEIGHTINGS", "Plan", "make_plan"]
+from .groups import DirectProductGroup, Group, cyclic_group
 
-STRATEGIES = ("full", "multi", "canonical")
+__all__ = ["STRATEGIES", "BRANCH_WEIGHTINGS", "OUTPUT_KINDS", "Plan", "Copies", "make_plan", "realise",
+           "check_strategy", "register_strategy", "strategy_names", "check_branch_weighting"]
+
 BRANCH_WEIGHTINGS = ("size", "equal")
+OUTPUT_KINDS = ("equivariant", "invariant")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The copies a strategy runs.
+    """The copies a strategy runs for one input.
 
     Attributes:
-        strategy: one of :data:`STRATEGIES`.
-        factor_orders: ``|Gi|`` for each factor.
-        parts: ``[C, N]`` factor indices of the element applied to each copy (after canonicalisation).
+        strategy: the strategy's name.
+        factor_orders: ``|Gi|`` of each factor subgroup.
+        elements: ``[C]`` group element applied to each copy (after canonicalisation).
         branch: ``[C]`` branch of each copy.
         weights: ``[C]`` averaging weight of each copy; they sum to 1.
         canonicalise: ``[num_branches, N]`` factors whose action is removed from the input of each branch.
         symmetrise: ``[num_branches, N]`` factors each branch's output is averaged over.
+        orient: the input is first moved to its canonical pose by the action (the ``canonical`` strategy).
+        parts: ``[C, N]`` factor indices of ``elements`` (direct products), else ``None``.
     """
 
     strategy: str
     factor_orders: tuple[int, ...]
-    parts: torch.Tensor
+    elements: torch.Tensor
     branch: torch.Tensor
     weights: torch.Tensor
     canonicalise: torch.Tensor
     symmetrise: torch.Tensor
+    orient: bool = False
+    parts: torch.Tensor | None = None
 
     @property
     def num_copies(self) -> int:
-        """Base-model rows per input row (before any sharing of identical copies)."""
-        return int(self.parts.shape[0])
+        """Base-model rows per input (before any sharing of identical copies)."""
+        return int(self.elements.shape[0])
 
     @property
     def num_branches(self) -> int:
         return int(self.canonicalise.shape[0])
 
+    def copy_canonicalise(self) -> torch.Tensor:
+        """``[C, N]``: the canonicalisation mask of each copy's branch."""
+        return self.canonicalise[self.branch]
+
+    def copy_symmetrise(self) -> torch.Tensor:
+        """``[C, N]``: the symmetrisation mask of each copy's branch."""
+        return self.symmetrise[self.branch]
+
     def describe(self, factor_names: Sequence[str] | None = None) -> str:
         """A readable table of the plan's copies."""
         names = list(factor_names) if factor_names else [f"G{i}" for i in range(len(self.factor_orders))]
-        lines = [f"strategy={self.strategy} copies={self.num_copies} branches={self.num_branches}"]
+        head = f"strategy={self.strategy} copies={self.num_copies} branches={self.num_branches}"
+        lines = [head + (" (oriented per input)" if self.orient else "")]
         for b in range(self.num_branches):
             canon = [n for n, c in zip(names, self.canonicalise[b].tolist()) if c]
             sym = [n for n, s in zip(names, self.symmetrise[b].tolist()) if s]
             lines.append(f"  branch {b}: canonicalise {canon or '-'}; symmetrise output over {sym or '-'}")
         for c in range(self.num_copies):
-            element = ", ".join(f"{n}^{p}" for n, p in zip(names, self.parts[c].tolist()))
-            lines.append(f"  copy {c}: branch {int(self.branch[c])} element ({element}) weight {float(self.weights[c]):.4f}")
+            if self.parts is not None:
+                element = ", ".join(f"{n}^{p}" for n, p in zip(names, self.parts[c].tolist()))
+            else:
+                element = f"element {int(self.elements[c])}"
+            lines.append(f"  copy {c}: branch {int(self.branch[c])} ({element}) weight {float(self.weights[c]):.4f}")
         return "\n".join(lines)
 
 
-def make_plan(factor_orders: Sequence[int], strategy: str, branch_weighting: str = "size") -> Plan:
-    """Build the plan of ``strategy`` for factors of the given orders.
+StrategyBuilder = Callable[[Group, str, str], Plan]
+_STRATEGIES: dict[str, StrategyBuilder] = {}
+
+
+def register_strategy(name: str) -> Callable[[StrategyBuilder], StrategyBuilder]:
+    """Decorator registering ``builder(group, branch_weighting, output) -> Plan`` under ``name``."""
+    def decorate(builder: StrategyBuilder) -> StrategyBuilder:
+        _STRATEGIES[name] = builder
+        return builder
+    return decorate
+
+
+def strategy_names() -> tuple[str, ...]:
+    """Every registered strategy."""
+    return tuple(_STRATEGIES)
+
+
+def check_branch_weighting(name: str) -> str:
+    if name not in BRANCH_WEIGHTINGS:
+        raise ValueError(f"unknown branch weighting {name!r}; choose one of {BRANCH_WEIGHTINGS}")
+    return name
+
+
+def check_strategy(strategy: str, group: Group | None = None, output: str = "equivariant",
+                   can_orient: bool = True, allowed: Sequence[str] | None = None) -> str:
+    """Return ``strategy`` if it can be exact for ``group`` and this kind of output, else raise a clear error.
+
+    ``allowed`` narrows the choice for a wrapper (for example, strategies a config accepts).
+    """
+    names = tuple(allowed) if allowed is not None else strategy_names()
+    if not isinstance(strategy, str) or strategy not in names:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {names}")
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {output!r}; choose one of {OUTPUT_KINDS}")
+    if strategy == "canonical" and not can_orient:
+        raise ValueError("strategy 'canonical' needs an action that can orient its inputs")
+    if group is not None and strategy == "multi" and output == "equivariant" and not group.factors_commute:
+        raise ValueError(
+            f"strategy 'multi' needs commuting factors for an equivariant output, but the generators of "
+            f"{group.name!r} do not commute (they generate a non-abelian group of order {group.order}); use "
+            "strategy 'full' or 'canonical', or an invariant output")
+    return strategy
+
+
+def _as_group(group_or_orders: Group | Sequence[int]) -> Group:
+    if isinstance(group_or_orders, Group):
+        return group_or_orders
+    orders = tuple(int(o) for o in group_or_orders)
+    if not orders or any(o < 1 for o in orders):
+        raise ValueError(f"factor orders must be positive, got {orders}")
+    return DirectProductGroup([cyclic_group(o, name=f"G{i}") for i, o in enumerate(orders)])
+
+
+def _factor_orders(group: Group) -> tuple[int, ...]:
+    return tuple(len(group.factor_elements(i)) for i in range(group.num_factor_subgroups)) or (1,)
+
+
+def _plan(group: Group, strategy: str, elements: list[int], branch: list[int], weights: list[float],
+          canonicalise: torch.Tensor, symmetrise: torch.Tensor, orient: bool = False) -> Plan:
+    elements_t = torch.tensor(elements, dtype=torch.long)
+    parts = group.elements[elements_t] if isinstance(group, DirectProductGroup) else None
+    return Plan(strategy, _factor_orders(group), elements_t, torch.tensor(branch, dtype=torch.long),
+                torch.tensor(weights, dtype=torch.float32), canonicalise, symmetrise, orient, parts)
+
+
+@register_strategy("none")
+def _none_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+    n = len(_factor_orders(group))
+    off = torch.zeros(1, n, dtype=torch.bool)
+    return _plan(group, "none", [0], [0], [1.0], off, off.clone())
+
+
+@register_strategy("full")
+def _full_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+    n = len(_factor_orders(group))
+    c = group.order
+    off = torch.zeros(1, n, dtype=torch.bool)
+    return _plan(group, "full", list(range(c)), [0] * c, [1.0 / c] * c, off, off.clone())
+
+
+@register_strategy("canonical")
+def _canonical_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+    n = len(_factor_orders(group))
+    return _plan(group, "canonical", [0], [0], [1.0], torch.zeros(1, n, dtype=torch.bool),
+                 torch.ones(1, n, dtype=torch.bool), orient=True)
+
+
+@register_strategy("multi")
+def _multi_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+    n = group.num_factor_subgroups
+    if n == 0:  # the trivial group: one identity copy
+        return _full_plan(group, branch_weighting, output)
+    orders = _factor_orders(group)
+    total = sum(orders)
+    elements, branch, weights = [], [], []
+    for i in range(n):
+        for element in group.factor_elements(i):
+            elements.append(element)
+            branch.append(i)
+            weights.append(1.0 / total if branch_weighting == "size" else 1.0 / (n * orders[i]))
+    others = ~torch.eye(n, dtype=torch.bool)
+    canonicalise = others.clone() if group.factors_commute else torch.ones(n, n, dtype=torch.bool)
+    return _plan(group, "multi", elements, branch, weights, canonicalise, others.clone())
+
+
+#: The built-in strategies (see :func:`strategy_names` for everything registered).
+STRATEGIES = ("full", "multi", "canonical")
+
+
+def make_plan(group_or_orders: Group | Sequence[int], strategy: str, branch_weighting: str = "size",
+              output: str = "equivariant", deduplicate: bool = False) -> Plan:
+    """The plan of ``strategy`` for a group (or for a direct product of cyclic groups of the given orders).
 
     ``branch_weighting`` (multi only): ``"size"`` weighs every copy equally, so branch i gets ``|Gi| / sum |Gj|``
     (the CLIP research code); ``"equal"`` gives every branch ``1/N`` (the SCAN research code). Both are exact.
+    ``deduplicate`` merges copies that run the same input (same canonicalisation and element) into one, summing
+    their weights: exact for invariant outputs, where copies are not mapped back per branch.
     """
-    orders = tuple(int(o) for o in factor_orders)
-    if not orders or any(o < 1 for o in orders):
-        raise ValueError(f"factor orders must be positive, got {orders}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    if branch_weighting not in BRANCH_WEIGHTINGS:
-        raise ValueError(f"unknown branch weighting {branch_weighting!r}; choose one of {BRANCH_WEIGHTINGS}")
-    n = len(orders)
-    if strategy == "full":
-        grids = torch.meshgrid(*[torch.arange(o) for o in orders], indexing="ij")
-        parts = torch.stack([g.reshape(-1) for g in grids], dim=-1)
-        c = parts.shape[0]
-        return Plan(strategy, orders, parts, torch.zeros(c, dtype=torch.long), torch.full((c,), 1.0 / c),
-                    torch.zeros(1, n, dtype=torch.bool), torch.zeros(1, n, dtype=torch.bool))
-    if strategy == "canonical":
-        return Plan(strategy, orders, torch.zeros(1, n, dtype=torch.long), torch.zeros(1, dtype=torch.long),
-                    torch.ones(1), torch.ones(1, n, dtype=torch.bool), torch.ones(1, n, dtype=torch.bool))
-    parts, branch, weights = [], [], []
-    total = sum(orders)
-    for i, order in enumerate(orders):
-        for h in range(order):
-            row = [0] * n
-            row[i] = h
-            parts.append(row)
-            branch.append(i)
-            weights.append(1.0 / total if branch_weighting == "size" else 1.0 / (n * order))
-    others = ~torch.eye(n, dtype=torch.bool)
-    return Plan(strategy, orders, torch.tensor(parts, dtype=torch.long), torch.tensor(branch),
-                torch.tensor(weights), others.clone(), others.clone())
+    group = _as_group(group_or_orders)
+    check_strategy(strategy, group, output)
+    check_branch_weighting(branch_weighting)
+    plan = _STRATEGIES[strategy](group, branch_weighting, output)
+    if deduplicate and output == "invariant" and plan.num_copies > 1:
+        plan = _deduplicate(plan)
+    return plan
+
+
+def _deduplicate(plan: Plan) -> Plan:
+    """Merge copies with the same canonicalisation mask and element (they run the same transformed input)."""
+    keys = torch.cat([plan.copy_canonicalise().long(), plan.elements[:, None]], dim=1)
+    unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    if unique.shape[0] == plan.num_copies:
+        return plan
+    first = torch.full((unique.shape[0],), plan.num_copies, dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(plan.num_copies), reduce="amin")
+    first = first.sort().values  # keep the original copy order
+    remap = torch.empty(unique.shape[0], dtype=torch.long)
+    remap[inverse[first]] = torch.arange(first.numel())
+    weights = torch.zeros(first.numel()).index_add_(0, remap[inverse], plan.weights)
+    return Plan(plan.strategy, plan.factor_orders, plan.elements[first], plan.branch[first], weights,
+                plan.canonicalise, plan.symmetrise, plan.orient,
+                None if plan.parts is None else plan.parts[first])
+
+
+# ---------------------------------------------------------------------------------------------------- realisation
+@dataclass
+class Copies:
+    """A plan realised for a batch of ``N`` inputs: what each copy runs and how its output comes back.
+
+    Attributes:
+        plan: the plan.
+        canonicalise: ``[C, F]`` factors removed from the input of each copy before its element is applied.
+        input_elements: ``[C, N]`` element applied to (the canonicalised) input row ``n`` by copy ``c``.
+        output_elements: ``[C, N]`` or ``[C, N, T]``: the output of copy ``c`` is mapped back by the inverse of this
+            element (per position for oriented sequences).
+        symmetrise: ``[C, 1|N, F]`` or ``[C, N, T, F]`` factors each copy's output is averaged over.
+        weights: ``[C]`` (or broadcastable ``[C, N, ...]``) weight of each copy.
+    """
+
+    plan: Plan
+    canonicalise: torch.Tensor
+    input_elements: torch.Tensor
+    output_elements: torch.Tensor
+    symmetrise: torch.Tensor
+    weights: torch.Tensor
+
+    @property
+    def num_copies(self) -> int:
+        return int(self.input_elements.shape[0])
+
+    @property
+    def per_position(self) -> bool:
+        """Whether outputs are mapped back per position (an oriented sequence)."""
+        return self.output_elements.dim() == 3
+
+
+def realise(plan: Plan, action: Any, x: torch.Tensor, *, valid: torch.Tensor | None = None,
+            **context: Any) -> Copies:
+    """The copies of ``plan`` for the inputs ``x`` (``[N, ...]``); ``valid`` marks padding of sequences.
+
+    Every strategy but ``canonical`` runs the same copies for every input; ``canonical`` asks the action to orient
+    each input (per position for sequences, so the result stays causal).
+    """
+    n = x.shape[0]
+    device = x.device
+    if plan.orient:
+        o = action.orient(x, valid=valid, **context)
+        f = plan.canonicalise.shape[1]
+        unresolved = o.unresolved if o.unresolved is not None else torch.zeros(
+            (*o.output_elements.shape, f), dtype=torch.bool, device=device)
+        return Copies(plan, torch.zeros(1, f, dtype=torch.bool, device=device), o.input_elements[None],
+                      o.output_elements[None], unresolved[None], plan.weights.to(device))
+    elements = plan.elements.to(device)[:, None].expand(-1, n)
+    return Copies(plan, plan.copy_canonicalise().to(device), elements, elements,
+                  plan.copy_symmetrise().to(device)[:, None, :], plan.weights.to(device))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import hf_equivariant as he
-from hf_equivariant.executor import expand_token_copies, transform_token_copies
+from hf_equivariant.executor import transform_copies
+from hf_equivariant.plans import realise
 
 STRATEGIES = ["full", "multi", "canonical"]
 
@@ -140,10 +141,10 @@ def test_rows_with_sharing_equal_distinct_sequences(tiny_base, word_tokenizer, s
     ids = word_tokenizer("the man worked as", return_tensors="pt")["input_ids"]
     out = gen(model, ids, max_new_tokens=12, do_sample=True, top_k=60)
     assert rows[0] == 2
-    copies = expand_token_copies(model.plan, model.action)
     prompt_len = ids.shape[1]
     for step, count in enumerate(rows):
-        seen = transform_token_copies(model.action, out[:, :prompt_len + step], copies)[:, 0]
+        context = out[:, :prompt_len + step]
+        seen = transform_copies(model.action, realise(model.plan, model.action, context), context)[:, 0]
         assert count == len({tuple(s.tolist()) for s in seen})
     # A prompt with a word from every factor needs more rows than one with none
     rows.clear()

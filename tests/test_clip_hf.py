@@ -234,7 +234,7 @@ def test_push_to_hub_keeps_card(base, tokenizer, monkeypatch, tmp_path):
         def __init__(self, token=None):
             pass
 
-        def create_repo(self, repo_id, private=None, exist_ok=False):
+        def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
             return type("Repo", (), {"repo_id": repo_id})()
 
         def upload_folder(self, folder_path, repo_id, **kwargs):

@@ -105,7 +105,7 @@ def test_shipped_model_runs_in_a_text_generation_pipeline(shipped):
 def test_load_demo_model_uses_the_shipped_checkpoint():
     from hf_equivariant.demo import demo_checkpoint_dir, load_demo_model
 
-    assert demo_checkpoint_dir(train_if_missing=False) == CHECKPOINT_DIR
+    assert demo_checkpoint_dir() == CHECKPOINT_DIR
     model, tokenizer = load_demo_model()
     assert not model.training and len(tokenizer) == model.config.vocab_size
 
@@ -139,16 +139,17 @@ def test_train_cli_help(capsys):
     assert "--output" in capsys.readouterr().out
 
 
-def test_missing_checkpoint_is_trained_into_the_cache(tmp_path, monkeypatch):
+def test_missing_checkpoint_says_how_to_retrain_and_a_retrained_one_is_found(tmp_path, monkeypatch):
+    """Loading never trains (the loader does not import the trainer); a checkpoint retrained into the cache is used."""
     from hf_equivariant.demo import model as demo_model
     from hf_equivariant.demo import train as demo_train
 
-    real_train = demo_train.train_demo_model
-    tiny = demo_train.TrainConfig(num_bias_sentences=100, min_word_count=3, n_embd=32, n_head=2, n_layer=1, max_steps=2)
     monkeypatch.setattr(demo_model, "CHECKPOINT_DIR", tmp_path / "missing")
     monkeypatch.setattr(demo_model, "CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(demo_train, "train_demo_model", lambda out: real_train(out, tiny, show_progress=False))
+    with pytest.raises(FileNotFoundError, match="hf_equivariant.demo.train"):
+        demo_model.load_demo_model()
+    tiny = demo_train.TrainConfig(num_bias_sentences=100, min_word_count=3, n_embd=32, n_head=2, n_layer=1, max_steps=2)
+    demo_train.train_demo_model(tmp_path / "cache", tiny, show_progress=False)
     model, tokenizer = demo_model.load_demo_model()
-    assert (tmp_path / "cache" / "model.safetensors").is_file()
-    assert demo_model.demo_checkpoint_dir(train_if_missing=False) == tmp_path / "cache"
+    assert demo_model.demo_checkpoint_dir() == tmp_path / "cache"
     assert model.config.n_embd == 32

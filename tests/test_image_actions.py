@@ -6,6 +6,10 @@ import pytest
 import torch
 
 from hf_equivariant.actions.image import Flip, ImageGroupAction, Rot90, image_transform_by_name, make_reference
+from hf_equivariant.executor import symmetrise_function
+from hf_equivariant.plans import check_strategy, make_plan
+
+ALL = torch.ones(2, dtype=torch.bool)  # canonicalise over both transforms: the whole group
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +62,11 @@ def test_clear_errors():
         ImageGroupAction(["rot90"]).apply(torch.randn(1, 3, 4, 6), 1)
     ImageGroupAction(["flip"]).apply(torch.randn(1, 3, 4, 6), 1)  # flips work on any shape
     with pytest.raises(ValueError, match="needs commuting factors for an equivariant output"):
-        ImageGroupAction(["rot90", "flip"]).check_strategy("multi", invariant_output=False)
-    ImageGroupAction(["rot90", "flip"]).check_strategy("multi", invariant_output=True)
-    ImageGroupAction(["flip", "vflip"]).check_strategy("multi", invariant_output=False)
+        check_strategy("multi", ImageGroupAction(["rot90", "flip"]).group, output="equivariant")
+    check_strategy("multi", ImageGroupAction(["rot90", "flip"]).group, output="invariant")
+    check_strategy("multi", ImageGroupAction(["flip", "vflip"]).group, output="equivariant")
     with pytest.raises(ValueError, match="unknown strategy"):
-        ImageGroupAction(["flip"]).check_strategy("average")
+        check_strategy("average", ImageGroupAction(["flip"]).group)
 
 
 def test_canonicaliser_same_image_for_whole_orbit(d4):
@@ -70,10 +74,10 @@ def test_canonicaliser_same_image_for_whole_orbit(d4):
     x = torch.randn(16, 3, 7, 7)
     reference = make_reference(3, (3, 7, 7))
     before = x.clone()
-    canonical = d4.canonicalise(x, reference)
+    canonical = d4.canonicalise(x, ALL, reference=reference)
     assert torch.equal(x, before)  # the caller's tensor is not touched
     for g in range(d4.order):
-        assert torch.equal(d4.canonicalise(d4.apply(x, g), reference), canonical), g
+        assert torch.equal(d4.canonicalise(d4.apply(x, g), ALL, reference=reference), canonical), g
     # Deterministic: the reference is a pure function of the seed.
     assert torch.equal(make_reference(3, (3, 7, 7)), reference)
     assert not torch.equal(make_reference(4, (3, 7, 7)), reference)
@@ -82,14 +86,15 @@ def test_canonicaliser_same_image_for_whole_orbit(d4):
 
 
 def test_copy_counts(d4):
-    x = torch.randn(3, 3, 6, 6)
-    reference = make_reference(0, (3, 6, 6))
-    assert d4.copies(x, "full", reference).num_copies == 8  # prod |Gi|
-    assert d4.copies(x, "multi", reference, deduplicate=False).num_copies == 6  # sum |Gi|
-    assert d4.copies(x, "multi", reference).num_copies == 5  # the shared canonical image runs once
-    assert d4.copies(x, "canonical", reference).num_copies == 1
+    def plan(strategy, deduplicate=True):
+        return make_plan(d4.group, strategy, output="invariant", deduplicate=deduplicate)
+
+    assert plan("full").num_copies == 8  # prod |Gi|
+    assert plan("multi", deduplicate=False).num_copies == 6  # sum |Gi|
+    assert plan("multi").num_copies == 5  # the shared canonical image runs once
+    assert plan("canonical").num_copies == 1
     for strategy in ("full", "multi", "canonical"):
-        assert torch.isclose(d4.copies(x, strategy, reference).weights.sum(), torch.tensor(1.0))
+        assert torch.isclose(plan(strategy).weights.sum(), torch.tensor(1.0))
 
 
 def _conv():
@@ -113,9 +118,9 @@ def test_symmetrise_equivariant_outputs(groups, strategies):
                        for g in range(action.order))
         assert base_gap > 1e-2  # the test would catch a non-equivariant output
         for strategy in strategies:
-            y = action.symmetrise(net, x, strategy, reference)
+            y = symmetrise_function(net, action, x, strategy, reference=reference)
             for g in range(action.order):
-                moved = action.symmetrise(net, action.apply(x, g), strategy, reference)
+                moved = symmetrise_function(net, action, action.apply(x, g), strategy, reference=reference)
                 assert torch.allclose(moved, action.apply(y, g), atol=1e-5), (strategy, g)
 
 
@@ -132,13 +137,14 @@ def test_symmetrise_invariant_outputs_every_strategy(groups):
     with torch.no_grad():
         assert max((head(action.apply(x, g)) - head(x)).abs().max().item() for g in range(action.order)) > 1e-2
         for strategy in ("full", "multi", "canonical"):
-            y = action.symmetrise(head, x, strategy, reference, invariant_output=True)
+            y = symmetrise_function(head, action, x, strategy, output="invariant", reference=reference)
             for g in range(action.order):
-                moved = action.symmetrise(head, action.apply(x, g), strategy, reference, invariant_output=True)
+                moved = symmetrise_function(head, action, action.apply(x, g), strategy, output="invariant",
+                                            reference=reference)
                 assert torch.allclose(moved, y, atol=1e-5), (strategy, g)
 
 
 def test_multi_refused_for_noncommuting_equivariant_output():
     action = ImageGroupAction(["rot90", "flip"])
     with pytest.raises(ValueError, match="do not commute"):
-        action.symmetrise(_conv(), torch.randn(1, 3, 4, 4), "multi", make_reference(0, (3, 4, 4)))
+        symmetrise_function(_conv(), action, torch.randn(1, 3, 4, 4), "multi", reference=make_reference(0, (3, 4, 4)))

@@ -19,7 +19,7 @@ COMMAND_MODULES = ("demo", "lm", "eval_clip")
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="hf-equivariant",

@@ -37,12 +37,11 @@ Occupations deliberately avoid the words of the word sets ("priest", "actress", 
 
 from __future__ import annotations
 
-import json
 import random
 from functools import lru_cache
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from ..actions.word_sets import word_set_data
 
 __all__ = [
     "OCCUPATIONS",
@@ -154,7 +153,6 @@ PLANTED_WEIGHTS: dict[str, dict[str, dict[str, float]]] = {
 }
 
 WORD_SET_NAMES: tuple[str, ...] = ("gender", "race", "religion", "sexual_orientation")
-_WORD_SET_DIR = Path(__file__).resolve().parent.parent / "data" / "word_sets"
 
 # Bias templates: {subj} is a noun phrase without article, {pron}/{poss} agree with its gender.
 _SUBJECT_TEMPLATES: tuple[str, ...] = (
@@ -258,11 +256,7 @@ _REFLEXIVE_SUBJECT = {"himself": "He", "herself": "She"}
 
 def load_word_sets(names: Iterable[str] = WORD_SET_NAMES) -> dict[str, list[list[str]]]:
     """Read the built-in word-set files: name -> list of sets (each a list of words cycled together)."""
-    out: dict[str, list[list[str]]] = {}
-    for name in names:
-        with open(_WORD_SET_DIR / f"{name}.json", encoding="utf-8") as fh:
-            out[name] = [list(s) for s in json.load(fh)["sets"]]
-    return out
+    return {name: word_set_data(name)["sets"] for name in names}
 
 
 def planted_distribution(

@@ -1,7 +1,8 @@
 """Load the shipped demo model and read its next-token occupation distribution.
 
-Why: the demo and the tests need the same two things: the checkpoint loaded offline (or rebuilt when a source
-tree lacks it) and the model's probabilities over :data:`OCCUPATIONS` right after a prompt.
+Why: the demo and the tests need the same two things: the checkpoint loaded offline and the model's probabilities
+over :data:`OCCUPATIONS` right after a prompt. Loading never trains: a missing checkpoint is an error that says how
+to rebuild it (``python -m hf_equivariant.demo.train``), so this module does not depend on the trainer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from transformers.utils import logging
 
+from ..actions.tokens import single_token_id
 from .corpus import OCCUPATIONS
 
 logger = logging.get_logger(__name__)
@@ -28,7 +30,7 @@ __all__ = [
 
 #: The checkpoint shipped inside the package.
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoint"
-#: Where the checkpoint is trained when the package copy is missing.
+#: Where a retrained checkpoint is looked for when the package copy is missing.
 CACHE_DIR = Path(os.environ.get("HF_EQUIVARIANT_CACHE", Path.home() / ".cache" / "hf_equivariant")) / "demo"
 
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -38,19 +40,14 @@ def _complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in _REQUIRED_FILES)
 
 
-def demo_checkpoint_dir(train_if_missing: bool = True) -> Path:
-    """The folder holding the demo checkpoint: the shipped one, else the cache (trained there if needed)."""
+def demo_checkpoint_dir() -> Path:
+    """The folder holding the demo checkpoint: the shipped one, else a retrained one in the cache."""
     if _complete(CHECKPOINT_DIR):
         return CHECKPOINT_DIR
     if _complete(CACHE_DIR):
         return CACHE_DIR
-    if not train_if_missing:
-        raise FileNotFoundError(f"no demo checkpoint in {CHECKPOINT_DIR} or {CACHE_DIR}")
-    from .train import train_demo_model
-
-    logger.warning("demo checkpoint not found in %s; training it into %s (about two minutes)", CHECKPOINT_DIR, CACHE_DIR)
-    train_demo_model(CACHE_DIR)
-    return CACHE_DIR
+    raise FileNotFoundError(f"no demo checkpoint in {CHECKPOINT_DIR} or {CACHE_DIR}; rebuild it with "
+                            f"`python -m hf_equivariant.demo.train --output {CACHE_DIR}` (about 30 s on 2 cores)")
 
 
 def load_demo_model(device: str = "cpu"):
@@ -68,10 +65,10 @@ def occupation_token_ids(tokenizer, occupations: Sequence[str] = OCCUPATIONS) ->
     """Token id of ``" " + occupation`` for each occupation; raises if one is not a single token."""
     ids: dict[str, int] = {}
     for occ in occupations:
-        enc = tokenizer.encode(" " + occ, add_special_tokens=False)
-        if len(enc) != 1:
-            raise ValueError(f"occupation {occ!r} is {len(enc)} tokens in this tokenizer, expected 1")
-        ids[occ] = enc[0]
+        token = single_token_id(tokenizer, " " + occ)
+        if token is None:
+            raise ValueError(f"occupation {occ!r} is not a single token in this tokenizer")
+        ids[occ] = token
     return ids
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..actions.image import ImageGroupAction
+from ..actions.registry import image_action
+from ..datasets.digits import digit_split_indices, load_digits_data
 
 __all__ = [
     "CONDITIONS", "METHODS", "DEFAULT_METHODS", "DIGIT_NAMES", "DIGIT_TEMPLATES", "ImageSet", "RobustnessReport",
@@ -43,7 +44,7 @@ DEFAULT_METHODS = ("base", "full", "multi", "canonical", "max_prob")
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_TEMPLATES = ("a photo of the digit {}.", "a handwritten {}.", "the number {}.", "an image of a {}.")
 
-_D4 = ImageGroupAction(["rot90", "flip"])
+_D4 = image_action(["rot90", "flip"])
 
 
 def random_transform_elements(condition: str, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -197,33 +198,20 @@ def _pil_from_digit(row: Any) -> Any:
                            ).convert("RGB")
 
 
-@functools.lru_cache(maxsize=1)
-def _load_digits() -> Any:
-    from sklearn.datasets import load_digits
-
-    return load_digits()
-
-
 def digits_image_set(preprocess: Callable[[Sequence[Any]], torch.Tensor] | None, split: str = "test",
                      test_fraction: float = 0.3, seed: int = 0) -> ImageSet:
     """scikit-learn's bundled handwritten digits (1797 real 8x8 images, 10 classes) as RGB PIL images.
 
     The split is stratified and seeded (``split`` is ``"train"``, ``"test"`` or ``"all"``).
     """
-    digits = _load_digits()
+    digits = load_digits_data()
     labels = torch.as_tensor(digits.target, dtype=torch.long)
-    generator = torch.Generator().manual_seed(seed)
-    test_mask = torch.zeros(len(labels), dtype=torch.bool)
-    for c in range(10):
-        idx = (labels == c).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        test_mask[idx[: round(len(idx) * test_fraction)]] = True
-    keep = {"test": test_mask, "train": ~test_mask, "all": torch.ones_like(test_mask)}.get(split)
-    if keep is None:
+    if split not in ("train", "test", "all"):
         raise ValueError(f"unknown split {split!r}; choose 'train', 'test' or 'all'")
-    indices = keep.nonzero().flatten().tolist()
-    images = [_pil_from_digit(digits.data[i]) for i in indices]
-    return ImageSet(images, labels[keep], list(DIGIT_NAMES), preprocess)
+    indices = torch.arange(len(labels)) if split == "all" else digit_split_indices(labels, test_fraction,
+                                                                                    seed=seed)[split]
+    images = [_pil_from_digit(digits.data[int(i)]) for i in indices]
+    return ImageSet(images, labels[indices], list(DIGIT_NAMES), preprocess)
 
 
 def image_folder_set(root: str | os.PathLike, preprocess: Callable[[Sequence[Any]], torch.Tensor],

@@ -1,1 +1,1 @@
-"""Model wrappers, one sub-package per task."""
+"""Model wrappers, one folder per family, on the shared base in :mod:`hf_equivariant.models.base`."""

@@ -1,31 +1,23 @@
-"""Design 1 of the paper: multi-input networks where each input has its own group, with IS fusion layers.
+"""Moved to :mod:`hf_equivariant.models.multi_input` (data helpers to :mod:`hf_equivariant.datasets.digits`).
 
-Importing this package registers :class:`MultiInputEquivariantConfig` / :class:`MultiInputEquivariantModel` with
-transformers' ``AutoConfig``, ``AutoModel`` and ``AutoModelForImageClassification``.
+This package keeps the 0.1.0 import paths working for the 0.1.x release line: ``hf_equivariant.multi_input`` and
+its sub-modules ``configuration``, ``layers``, ``linear``, ``modeling``, ``groups`` and ``data`` are aliases.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+import sys as _sys
 
-from .configuration import MultiInputEquivariantConfig
-from .groups import INPUT_GROUP_NAMES, IdentityAction, input_group, input_groups, product_of_inputs
-from .layers import EquivariantBranch, InvariantSymmetricLayer, MultiInputLayer, run_on_orbits, symmetrize
-from .linear import LinearISLayer, count_orbits, permutation_table, projection_matrix
-from .modeling import (
-    BackboneFeatures,
-    ConvBlock,
-    MultiInputClassifierOutput,
-    MultiInputEquivariantModel,
-    MultiInputEquivariantPreTrainedModel,
-)
+from ..actions import registry as _registry
+from ..datasets import digits as _digits
+from ..models import multi_input as _family
+from ..models.multi_input import *  # noqa: F401,F403
+from ..models.multi_input import __all__  # noqa: F401
+from ..models.multi_input import configuration as _configuration
+from ..models.multi_input import layers as _layers
+from ..models.multi_input import linear as _linear
+from ..models.multi_input import modeling as _modeling
 
-__all__ = [
-    "MultiInputEquivariantConfig", "MultiInputEquivariantModel", "MultiInputEquivariantPreTrainedModel",
-    "MultiInputClassifierOutput", "ConvBlock", "BackboneFeatures",
-    "EquivariantBranch", "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer",
-    "IdentityAction", "INPUT_GROUP_NAMES", "input_group", "input_groups", "product_of_inputs",
-    "run_on_orbits", "symmetrize", "count_orbits", "permutation_table", "projection_matrix",
-]
-
-AutoConfig.register(MultiInputEquivariantConfig.model_type, MultiInputEquivariantConfig, exist_ok=True)
-AutoModel.register(MultiInputEquivariantConfig, MultiInputEquivariantModel, exist_ok=True)
-AutoModelForImageClassification.register(MultiInputEquivariantConfig, MultiInputEquivariantModel, exist_ok=True)
+for _name, _module in (("configuration", _configuration), ("layers", _layers), ("linear", _linear),
+                       ("modeling", _modeling), ("groups", _family), ("data", _digits)):
+    _sys.modules[f"{__name__}.{_name}"] = _module
+    globals()[_name] = _module
+del _registry

@@ -8,14 +8,12 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ...actions.tokens import WordSwap
-from ...aggregation import check_aggregation
-from ..config_utils import nested_config
-from ...plans import BRANCH_WEIGHTINGS, STRATEGIES
+from ..base import EquivariantConfigMixin, check_bool, check_count, nested_config
 
 __all__ = ["EquivariantCausalLMConfig"]
 
 
-class EquivariantCausalLMConfig(PretrainedConfig):
+class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
     """Config of an equivariant causal LM wrapper.
 
     Args:
@@ -32,6 +30,7 @@ class EquivariantCausalLMConfig(PretrainedConfig):
     """
 
     model_type = "hf_equivariant_causal_lm"
+    allowed_strategies = ("full", "multi", "canonical", "none")
 
     def __init__(
         self,
@@ -49,23 +48,14 @@ class EquivariantCausalLMConfig(PretrainedConfig):
     ) -> None:
         text_config = nested_config(text_config, "text_config")
         self.text_config = text_config
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-        if branch_weighting not in BRANCH_WEIGHTINGS:
-            raise ValueError(f"unknown branch weighting {branch_weighting!r}; choose one of {BRANCH_WEIGHTINGS}")
-        self.strategy = strategy
-        self.aggregation = check_aggregation(aggregation)
-        self.branch_weighting = branch_weighting
+        self.set_equivariant_fields(strategy=strategy, aggregation=aggregation, branch_weighting=branch_weighting,
+                                    base_model_name_or_path=base_model_name_or_path,
+                                    base_model_revision=base_model_revision, save_base_weights=save_base_weights)
         if groups is not None and not isinstance(groups, list):
             raise ValueError(f"malformed group spec: 'groups' must be a list of word-swap specs, got {type(groups).__name__}")
         self.groups = [WordSwap.from_spec(g).to_spec() for g in (groups or [])]  # validates saved specs
-        self.base_model_name_or_path = base_model_name_or_path
-        self.base_model_revision = base_model_revision
-        self.save_base_weights = bool(save_base_weights)
-        if max_rows is not None and int(max_rows) < 1:
-            raise ValueError(f"max_rows must be a positive integer or None, got {max_rows}")
-        self.max_rows = None if max_rows is None else int(max_rows)
-        self.share_identical_copies = bool(share_identical_copies)
+        self.max_rows = check_count("max_rows", max_rows)
+        self.share_identical_copies = check_bool("share_identical_copies", share_identical_copies)
         if text_config is not None:
             kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
             for key in ("bos_token_id", "eos_token_id", "pad_token_id"):

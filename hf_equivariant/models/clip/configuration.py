@@ -1,5 +1,5 @@
-"""Configuration of :class:`EquivariantCLIPModel`: the base dual encoder's config plus the image group, strategy,
-aggregation and canonicaliser seed, all JSON so a saved wrapper reloads without pickles or remote code."""
+"""Configuration of :class:`EquivariantCLIPModel`: the base dual encoder's config plus the image group, the scoring
+settings and the canonicaliser seed, all JSON so a saved wrapper reloads without pickles or remote code."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from ...actions.image import ImageGroupAction
-from ...aggregation import check_aggregation
-from ..config_utils import nested_config
-from ...plans import BRANCH_WEIGHTINGS
-from .core import check_image_strategy
+from ...actions.registry import image_action
+from ..base import EquivariantConfigMixin, check_bool, check_count, nested_config
+from .scorer import IMAGE_STRATEGIES
 
 __all__ = ["EquivariantCLIPConfig", "EquivariantSiglipConfig"]
 
 
-class EquivariantCLIPConfig(PretrainedConfig):
+class EquivariantCLIPConfig(EquivariantConfigMixin, PretrainedConfig):
     """Config of an invariant zero-shot image classifier wrapping a CLIP-style dual encoder.
 
     Args:
@@ -24,17 +22,16 @@ class EquivariantCLIPConfig(PretrainedConfig):
             ``model_type``).
         groups: image transform names acting on ``pixel_values``: ``"rot90"``, ``"flip"`` (= ``"hflip"``,
             left-right) and ``"vflip"`` (top-bottom).
-        strategy: ``"full"`` (every group element), ``"multi"`` (design 2, sum |Gi| copies), ``"canonical"``
-            (one copy) or ``"none"`` (the base model, for comparisons).
-        aggregation: ``"mean_prob"`` (equitune), ``"max_prob"`` (equizero) or ``"mean_logits"``.
-        branch_weighting: ``"size"`` (every copy equal, as the paper's CLIP code) or ``"equal"`` (multi only).
+        strategy, aggregation, branch_weighting, deduplicate, max_batch: the scoring settings, see
+            :class:`~hf_equivariant.models.clip.scorer.ScoringSettings`.
         canonicaliser_seed: seed of the canonicaliser's reference tensor (also saved as a weight).
-        deduplicate: run identical copies once (multi with non-commuting factors shares the canonical image).
-        max_batch: cap on images per encoder call (``None`` = all copies in one call).
-        base_model_name_or_path: where the base model came from (for the model card).
+        base_model_name_or_path / base_model_revision: where the base model came from.
+        save_base_weights: ``False`` saves only this config (the base reloads by name; the reference is rebuilt
+            from its seed).
     """
 
     model_type = "hf_equivariant_clip"
+    allowed_strategies = IMAGE_STRATEGIES
 
     def __init__(
         self,
@@ -47,25 +44,23 @@ class EquivariantCLIPConfig(PretrainedConfig):
         deduplicate: bool = True,
         max_batch: int | None = None,
         base_model_name_or_path: str | None = None,
+        base_model_revision: str | None = None,
+        save_base_weights: bool = True,
         **kwargs: Any,
     ) -> None:
-        base_config = nested_config(base_config, "base_config")
-        self.base_config = base_config
+        self.base_config = nested_config(base_config, "base_config")
         if isinstance(groups, str) or not groups:
             raise ValueError(f"groups must be a non-empty list of image transform names, got {groups!r}")
         self.groups = [str(g) for g in groups]
-        ImageGroupAction(self.groups)  # clear error for unknown or repeated names
-        self.strategy = check_image_strategy(strategy)
-        self.aggregation = check_aggregation(aggregation)
-        if branch_weighting not in BRANCH_WEIGHTINGS:
-            raise ValueError(f"unknown branch weighting {branch_weighting!r}; choose one of {BRANCH_WEIGHTINGS}")
-        self.branch_weighting = branch_weighting
+        image_action(self.groups)  # clear error for unknown or repeated names
+        self.set_equivariant_fields(strategy=strategy, aggregation=aggregation, branch_weighting=branch_weighting,
+                                    base_model_name_or_path=base_model_name_or_path,
+                                    base_model_revision=base_model_revision, save_base_weights=save_base_weights)
+        if isinstance(canonicaliser_seed, bool) or not isinstance(canonicaliser_seed, int):
+            raise ValueError(f"canonicaliser_seed must be an integer, got {canonicaliser_seed!r}")
         self.canonicaliser_seed = int(canonicaliser_seed)
-        self.deduplicate = bool(deduplicate)
-        if max_batch is not None and int(max_batch) < 1:
-            raise ValueError(f"max_batch must be a positive integer or None, got {max_batch}")
-        self.max_batch = None if max_batch is None else int(max_batch)
-        self.base_model_name_or_path = base_model_name_or_path
+        self.deduplicate = check_bool("deduplicate", deduplicate)
+        self.max_batch = check_count("max_batch", max_batch)
         super().__init__(**kwargs)
 
     @property

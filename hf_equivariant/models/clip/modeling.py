@@ -10,20 +10,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPOutput
 from transformers.utils import logging
 
 from ...actions.image import ImageGroupAction
+from ..base import EquivariantPreTrainedModel
 from .configuration import EquivariantCLIPConfig, EquivariantSiglipConfig
-from .core import InvariantImageScorer
+from .scorer import InvariantImageScorer, ScoringSettings, is_sigmoid_model
 
 logger = logging.get_logger(__name__)
 
@@ -32,7 +32,7 @@ __all__ = ["EquivariantCLIPModel", "EquivariantSiglipModel", "render_clip_model_
 _TEXT_CACHE_SIZE = 16
 
 
-class EquivariantCLIPModel(PreTrainedModel):
+class EquivariantCLIPModel(EquivariantPreTrainedModel):
     """Zero-shot image classification invariant to a group of image transforms (rot90, flips).
 
     Build one with :meth:`from_base`; reload a saved one with ``from_pretrained`` or the Auto classes
@@ -40,13 +40,13 @@ class EquivariantCLIPModel(PreTrainedModel):
     """
 
     config_class = EquivariantCLIPConfig
-    base_model_prefix = "base"
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _supports_flash_attn = True
-    _supports_attention_backend = True
+    base_auto_class = AutoModel
+    group_input = "pixel_values"
+    output_kind = "invariant"
+    card_pipeline_tag = "zero-shot-image-classification"
+    card_tags = ("zero-shot-image-classification", "invariance", "clip")
 
     def __init__(self, config: EquivariantCLIPConfig, base_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)
@@ -65,45 +65,43 @@ class EquivariantCLIPModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_base(
-        cls,
-        model_or_name: PreTrainedModel | str | os.PathLike,
-        groups: Sequence[str] = ("rot90", "flip"),
-        strategy: str = "multi",
-        aggregation: str = "mean_prob",
-        branch_weighting: str = "size",
-        canonicaliser_seed: int = 0,
-        deduplicate: bool = True,
-        max_batch: int | None = None,
-        **loading_kwargs: Any,
-    ) -> EquivariantCLIPModel:
+    def from_base(cls, model_or_name: PreTrainedModel | str | os.PathLike, groups: Sequence[str] = ("rot90", "flip"),
+                  canonicaliser_seed: int = 0, revision: str | None = None, **options: Any) -> EquivariantCLIPModel:
         """Wrap a CLIP-style model (an instance, a Hub id or a local folder).
 
-        Picks :class:`EquivariantSiglipModel` for SigLIP-style (sigmoid) bases, whichever class it is called on.
-        Loading options (``dtype``, ``revision``, ...) go to the base model's ``from_pretrained``.
+        ``options`` are the scoring settings (``strategy``, ``aggregation``, ``branch_weighting``, ``deduplicate``,
+        ``max_batch``; see :class:`ScoringSettings`) and, for a base given by name, loading options (``dtype``,
+        ...). Picks :class:`EquivariantSiglipModel` for SigLIP-style (sigmoid) bases.
         """
-        name = None
-        if isinstance(model_or_name, (str, os.PathLike)):
-            name = str(model_or_name)
-            base = AutoModel.from_pretrained(name, **loading_kwargs)
-        else:
-            base = model_or_name
-            name = getattr(base.config, "_name_or_path", None) or None
-        model_cls = EquivariantSiglipModel if _is_sigmoid_model(base) else EquivariantCLIPModel
-        config = model_cls.config_class(
-            base_config=base.config, groups=list(groups), strategy=strategy, aggregation=aggregation,
-            branch_weighting=branch_weighting, canonicaliser_seed=canonicaliser_seed, deduplicate=deduplicate,
-            max_batch=max_batch, base_model_name_or_path=name)
+        settings = {k: options.pop(k) for k in ScoringSettings.names() if k in options}
+        base, name = cls.load_base(model_or_name, revision=revision, **options)
+        model_cls = EquivariantSiglipModel if is_sigmoid_model(base) else EquivariantCLIPModel
+        config = model_cls.config_class(base_config=base.config, groups=list(groups),
+                                        canonicaliser_seed=canonicaliser_seed, base_model_name_or_path=name,
+                                        base_model_revision=revision, **settings)
         model = model_cls(config, base_model=base)
         model.train(base.training)
         return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any):
+        """Reload a saved wrapper (a light save reloads the base by name and rebuilds the reference from its seed)."""
+        config = kwargs.pop("config", None)
+        if not isinstance(config, EquivariantCLIPConfig):
+            hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
+            config = cls.config_class.from_pretrained(pretrained_model_name_or_path,
+                                                      **{k: kwargs[k] for k in hub_keys if k in kwargs})
+        if not config.save_base_weights:
+            model_cls = EquivariantSiglipModel if config.uses_sigmoid else EquivariantCLIPModel
+            return model_cls._load_light(config, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """New modules only: the reference tensor is rebuilt from its seed; base modules use the base's scheme."""
         if isinstance(module, InvariantImageScorer):
             module.reset_reference()
-        elif module is not self and hasattr(self.base, "_init_weights"):
-            self.base._init_weights(module)
+        else:
+            super()._init_weights(module)
 
     # ------------------------------------------------------------------ group machinery
     @property
@@ -116,23 +114,23 @@ class EquivariantCLIPModel(PreTrainedModel):
         return self.config.uses_sigmoid
 
     @property
+    def settings(self) -> ScoringSettings:
+        """The scoring settings read from the (mutable) config."""
+        return ScoringSettings.from_object(self.config)
+
+    @property
     def images_per_input(self) -> int:
         """Images the encoder runs per input image with the current settings."""
-        probe = torch.zeros(1, *self.config.image_shape)
-        return self.scorer.copies(probe, self.config.strategy, self.config.branch_weighting,
-                                  self.config.deduplicate).num_copies
+        return self.scorer.images_per_input(self.settings)
 
     @contextlib.contextmanager
     def using(self, **settings: Any) -> Iterator[EquivariantCLIPModel]:
-        """Temporarily change config settings (``strategy``, ``aggregation``, ``max_batch``, ...)."""
-        unknown = [k for k in settings if k not in ("strategy", "aggregation", "branch_weighting", "deduplicate",
-                                                    "max_batch")]
+        """Temporarily change scoring settings (``strategy``, ``aggregation``, ``max_batch``, ...)."""
+        unknown = [k for k in settings if k not in ScoringSettings.names()]
         if unknown:
-            raise ValueError(f"unknown settings {unknown}")
+            raise ValueError(f"unknown settings {unknown}; known: {list(ScoringSettings.names())}")
+        self.settings.with_(**settings)  # validates before anything changes
         old = {k: getattr(self.config, k) for k in settings}
-        probe = self.config.to_dict()
-        probe.update(settings)
-        self.config_class(**{k: probe[k] for k in ("groups", "strategy", "aggregation", "branch_weighting")})
         try:
             for k, v in settings.items():
                 setattr(self.config, k, v)
@@ -142,9 +140,11 @@ class EquivariantCLIPModel(PreTrainedModel):
                 setattr(self.config, k, v)
 
     # ------------------------------------------------------------------ features
-    def _base_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        out = self.base.get_image_features(pixel_values=pixel_values, **kwargs)
-        return out if torch.is_tensor(out) else out.pooler_output
+    def _encode_images(self, image_kwargs: dict[str, Any]) -> Any:
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            out = self.base.get_image_features(pixel_values=images, **image_kwargs)
+            return out if torch.is_tensor(out) else out.pooler_output
+        return encode
 
     def _base_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                             position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -204,35 +204,20 @@ class EquivariantCLIPModel(PreTrainedModel):
         features = features.view(len(classnames), len(templates), -1).mean(1)
         return features / features.norm(dim=-1, keepdim=True)
 
-    def _scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        bias = getattr(self.base, "logit_bias", None)
-        return self.base.logit_scale.exp(), bias
-
-    def zero_shot_logits(
-        self,
-        pixel_values: torch.Tensor,
-        class_embeds: torch.Tensor,
-        strategy: str | None = None,
-        aggregation: str | None = None,
-        **image_kwargs: Any,
-    ) -> torch.Tensor:
-        """Invariant class scores ``[B, K]`` against normalised class embeddings (see :meth:`class_embeddings`)."""
-        scale, bias = self._scale_and_bias()
-        scores, _ = self._score(pixel_values, class_embeds, scale, bias, strategy, aggregation,
-                                self._image_kwargs(image_kwargs))
-        return scores
-
-    def _score(self, pixel_values: torch.Tensor, class_embeds: torch.Tensor, scale: torch.Tensor,
-               bias: torch.Tensor | None, strategy: str | None, aggregation: str | None,
+    def _score(self, pixel_values: torch.Tensor, class_embeds: torch.Tensor, settings: ScoringSettings,
                image_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         if pixel_values is None:
             raise ValueError("pixel_values are required: the group acts on images")
         pixel_values = pixel_values.to(dtype=self.base.dtype, device=self.base.device)
-        return self.scorer.zero_shot_logits(
-            lambda images: self._base_image_features(images, **image_kwargs), pixel_values, class_embeds,
-            scale, bias, strategy=strategy or self.config.strategy, aggregation=aggregation or self.config.aggregation,
-            sigmoid=self.sigmoid, branch_weighting=self.config.branch_weighting, deduplicate=self.config.deduplicate,
-            max_batch=self.config.max_batch)
+        bias = getattr(self.base, "logit_bias", None)
+        return self.scorer.zero_shot_logits(self._encode_images(image_kwargs), pixel_values, class_embeds,
+                                            self.base.logit_scale.exp(), bias, settings, sigmoid=self.sigmoid)
+
+    def zero_shot_logits(self, pixel_values: torch.Tensor, class_embeds: torch.Tensor, strategy: str | None = None,
+                         aggregation: str | None = None, **image_kwargs: Any) -> torch.Tensor:
+        """Invariant class scores ``[B, K]`` against normalised class embeddings (see :meth:`class_embeddings`)."""
+        settings = self.settings.with_(strategy=strategy, aggregation=aggregation)
+        return self._score(pixel_values, class_embeds, settings, self._image_kwargs(image_kwargs))[0]
 
     def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> Any:
         """Invariant image features: the weighted mean of the copies' projected features.
@@ -245,15 +230,12 @@ class EquivariantCLIPModel(PreTrainedModel):
         image_kwargs = self._image_kwargs(kwargs)
         returns_tensor = []
 
-        def encode(images: torch.Tensor) -> torch.Tensor:
+        def tracked(images: torch.Tensor) -> torch.Tensor:
             out = self.base.get_image_features(pixel_values=images, **image_kwargs)
             returns_tensor.append(torch.is_tensor(out))
             return out if torch.is_tensor(out) else out.pooler_output
 
-        features, weights = self.scorer.encode(encode, pixel_values, self.config.strategy,
-                                               branch_weighting=self.config.branch_weighting,
-                                               deduplicate=self.config.deduplicate, max_batch=self.config.max_batch)
-        pooled = self.scorer.pool(features, weights)
+        pooled = self.scorer.encode(tracked, pixel_values, self.settings)
         return pooled if returns_tensor[0] else BaseModelOutputWithPooling(pooler_output=pooled)
 
     def get_text_features(self, *args: Any, **kwargs: Any) -> Any:
@@ -268,8 +250,9 @@ class EquivariantCLIPModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         return_loss: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> CLIPOutput:
+    ) -> CLIPOutput | tuple:
         """Scores of every image against every text, invariant to the image group.
 
         ``logits_per_image`` are aggregation-space logits (for ``mean_prob``: log of the mean probability), so
@@ -279,75 +262,64 @@ class EquivariantCLIPModel(PreTrainedModel):
         if input_ids is None:
             raise ValueError("input_ids (the tokenized labels) are required")
         text_embeds = self.text_embeddings(input_ids, attention_mask, position_ids)
-        scale, bias = self._scale_and_bias()
-        logits_per_image, image_embeds = self._score(pixel_values, text_embeds, scale, bias, None, None,
+        logits_per_image, image_embeds = self._score(pixel_values, text_embeds, self.settings,
                                                      self._image_kwargs(kwargs))
         logits_per_text = logits_per_image.t()
-        loss = None
-        if return_loss:
-            loss = _contrastive_loss(logits_per_text, self.sigmoid)
-        return CLIPOutput(loss=loss, logits_per_image=logits_per_image, logits_per_text=logits_per_text,
-                          text_embeds=text_embeds, image_embeds=image_embeds)
+        loss = _contrastive_loss(logits_per_text, self.sigmoid) if return_loss else None
+        output = CLIPOutput(loss=loss, logits_per_image=logits_per_image, logits_per_text=logits_per_text,
+                            text_embeds=text_embeds, image_embeds=image_embeds)
+        use_dict = return_dict if return_dict is not None else getattr(self.config, "use_return_dict", True)
+        return output if use_dict else output.to_tuple()
 
     # ------------------------------------------------------------------ check_equivariance protocol
-    def equivariance_group_order(self) -> int:
-        return self.action.order
-
-    def equivariance_element_label(self, element: int) -> str:
-        return self.action.element_label(element)
-
-    def equivariance_transform_inputs(self, inputs: dict[str, Any], element: int) -> dict[str, Any]:
-        moved = dict(inputs)
-        moved["pixel_values"] = self.action.apply(inputs["pixel_values"], int(element))
-        return moved
-
     def equivariance_output(self, inputs: dict[str, Any]) -> torch.Tensor:
         return self(**inputs).logits_per_image
 
-    def equivariance_transform_outputs(self, output: torch.Tensor, element: int) -> torch.Tensor:
-        return output  # the scores are invariant
-
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, tokenizer: Any = None,
-                        image_processor: Any = None, **kwargs: Any) -> None:
-        """Save config, safetensors weights (base + canonicaliser reference) and a model card.
+    def model_card_sections(self) -> tuple[str, str, str, list[tuple[str, str]]]:
+        config, action = self.config, self.action
+        names = [t.name for t in action.transforms]
+        orders = [t.order for t in action.transforms]
+        commute = ("commute (a direct product)" if action.factors_commute else
+                   f"do not commute: they generate a non-abelian group of order {action.order}")
+        usage = """import hf_equivariant  # registers the Auto classes
+from transformers import AutoModelForZeroShotImageClassification, AutoTokenizer, AutoImageProcessor, pipeline
 
-        Pass ``tokenizer`` / ``image_processor`` to save them alongside, so ``pipeline(task, model=path)`` works
-        from the folder or a Hub repo.
-        """
-        super().save_pretrained(save_directory, *args, **kwargs)
-        for component in (tokenizer, image_processor):
-            if component is not None:
-                component.save_pretrained(save_directory)
-        with open(os.path.join(os.fspath(save_directory), "README.md"), "w", encoding="utf-8") as f:
-            f.write(render_clip_model_card(self))
-
-    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
-                    token: bool | str | None = None, revision: str | None = None, create_pr: bool = False,
-                    tokenizer: Any = None, image_processor: Any = None, **save_kwargs: Any) -> Any:
-        """Upload the saved folder (weights, config, model card, optional tokenizer/processor) to the Hub.
-
-        Unlike the generic ``push_to_hub`` this keeps the hf_equivariant model card.
-        """
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token if isinstance(token, str) else None)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder, tokenizer=tokenizer, image_processor=image_processor, **save_kwargs)
-            return api.upload_folder(folder_path=folder, repo_id=repo_id, revision=revision, create_pr=create_pr,
-                                     commit_message=commit_message or "Upload hf_equivariant CLIP wrapper")
+path = "<this repo or folder>"
+model = AutoModelForZeroShotImageClassification.from_pretrained(path)
+clf = pipeline("zero-shot-image-classification", model=model,
+               tokenizer=AutoTokenizer.from_pretrained(path), image_processor=AutoImageProcessor.from_pretrained(path))
+clf(image, candidate_labels=["a photo of a cat", "a photo of a dog"])"""
+        sections = [
+            ("Group", f"Transforms {', '.join(f'`{n}` (order {o})' for n, o in zip(names, orders))} acting on the "
+                      f"last two axes of `pixel_values`; they {commute}. Group order: {action.order}."),
+            ("Guarantee", "For every element g of the group, the zero-shot scores of g.x equal those of x (up to "
+                          "float rounding), for every set of labels. Invariance holds for `pixel_values` as the "
+                          "model sees them: rotating a non-square photo before the image processor changes resizing "
+                          "and cropping, which the guarantee does not cover."),
+            ("Strategy and cost", f"strategy `{config.strategy}`, aggregation `{config.aggregation}`, branch "
+                                  f"weighting `{config.branch_weighting}`: {self.images_per_input} image encoder "
+                                  f"pass(es) per image (full equitune: {action.order}). Text embeddings are computed "
+                                  f"once per label set. Canonicaliser seed {config.canonicaliser_seed} (the "
+                                  "reference tensor is saved with the weights)."),
+        ]
+        base = config.base_model_name_or_path
+        title = f"Rotation/flip-invariant {base or 'CLIP'} ({' x '.join(names)})"
+        summary = ("A CLIP-style zero-shot image classifier wrapped by hf_equivariant so that its scores are exactly "
+                   "invariant to the image transforms below (multi-group equitune, Baltaji, Basu & Varshney, TMLR "
+                   "2024).")
+        return title, summary, usage, sections
 
 
 class EquivariantSiglipModel(EquivariantCLIPModel):
-    """:class:`EquivariantCLIPModel` for sigmoid dual encoders (SigLIP); see :func:`aggregate_copy_logits`."""
+    """:class:`EquivariantCLIPModel` for sigmoid dual encoders (SigLIP): scores aggregate with a sigmoid link."""
 
     config_class = EquivariantSiglipConfig
 
 
-def _is_sigmoid_model(model: Any) -> bool:
-    model_type = getattr(getattr(model, "config", None), "model_type", "") or ""
-    return "siglip" in model_type or getattr(model, "logit_bias", None) is not None
+def render_clip_model_card(model: EquivariantCLIPModel) -> str:
+    """README.md for a saved wrapper (kept for 0.1.x callers; wrappers write it on save)."""
+    return model.model_card()
 
 
 def _named_params(fn: Any) -> set[str]:
@@ -370,44 +342,3 @@ def _contrastive_loss(logits_per_text: torch.Tensor, sigmoid: bool) -> torch.Ten
     target = torch.arange(n, device=logits_per_text.device)
     return (torch.nn.functional.cross_entropy(logits_per_text, target)
             + torch.nn.functional.cross_entropy(logits_per_text.t(), target)) / 2
-
-
-def render_clip_model_card(model: EquivariantCLIPModel) -> str:
-    """README.md for a saved wrapper: what it guarantees, what it costs, how to use it."""
-    from ...hub import render_model_card
-
-    config = model.config
-    action = model.action
-    names = [t.name for t in action.transforms]
-    orders = [t.order for t in action.transforms]
-    base = config.base_model_name_or_path
-    commute = ("commute (a direct product)" if action.factors_commute else
-               f"do not commute: they generate a non-abelian group of order {action.order}")
-    usage = """import hf_equivariant  # registers the Auto classes
-from transformers import AutoModelForZeroShotImageClassification, AutoTokenizer, AutoImageProcessor, pipeline
-
-path = "<this repo or folder>"
-model = AutoModelForZeroShotImageClassification.from_pretrained(path)
-clf = pipeline("zero-shot-image-classification", model=model,
-               tokenizer=AutoTokenizer.from_pretrained(path), image_processor=AutoImageProcessor.from_pretrained(path))
-clf(image, candidate_labels=["a photo of a cat", "a photo of a dog"])"""
-    sections = [
-        ("Group", f"Transforms {', '.join(f'`{n}` (order {o})' for n, o in zip(names, orders))} acting on the last "
-                  f"two axes of `pixel_values`; they {commute}. Group order: {action.order}."),
-        ("Guarantee", "For every element g of the group, the zero-shot scores of g.x equal those of x (up to "
-                      "float rounding), for every set of labels. Invariance holds for `pixel_values` as the model "
-                      "sees them: rotating a non-square photo before the image processor changes resizing and "
-                      "cropping, which the guarantee does not cover."),
-        ("Strategy and cost", f"strategy `{config.strategy}`, aggregation `{config.aggregation}`, branch "
-                              f"weighting `{config.branch_weighting}`: {model.images_per_input} image encoder "
-                              f"pass(es) per image (full equitune: {action.order}). Text embeddings are computed "
-                              f"once per label set. Canonicaliser seed {config.canonicaliser_seed} (the reference "
-                              "tensor is saved with the weights)."),
-    ]
-    return render_model_card(
-        title=f"Rotation/flip-invariant {base or 'CLIP'} ({' x '.join(names)})",
-        summary="A CLIP-style zero-shot image classifier wrapped by hf_equivariant so that its scores are exactly "
-                "invariant to the image transforms below (multi-group equitune, Baltaji, Basu & Varshney, TMLR "
-                "2024).",
-        base_model=base, pipeline_tag="zero-shot-image-classification",
-        tags=["zero-shot-image-classification", "invariance", "clip"], sections=sections, usage=usage)

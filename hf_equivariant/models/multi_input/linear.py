@@ -14,7 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .groups import IdentityAction, InputAction, input_group
+from ...actions.base import GroupAction, TrivialAction
+from ...actions.registry import input_action as input_group
+
+InputAction = GroupAction
 
 __all__ = ["LinearISLayer", "permutation_table", "count_orbits", "projection_matrix"]
 
@@ -26,7 +29,7 @@ def permutation_table(action: InputAction, shape: Sequence[int]) -> torch.Tensor
     """
     shape = tuple(int(s) for s in shape)
     d = math.prod(shape)
-    if isinstance(action, IdentityAction) or action.order == 1:
+    if isinstance(action, TrivialAction) or action.order == 1:
         return torch.arange(d).unsqueeze(0)
     if len(shape) < 2:
         raise ValueError(f"{action!r} acts on the last two axes; shape {shape} has fewer than two")

@@ -15,13 +15,25 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel
 from transformers.utils import ModelOutput, logging
 
-from ..groups import ProductGroup
+from ...actions.base import GroupAction
+from ...actions.registry import input_actions as input_groups
+from ...groups import DirectProductGroup, FiniteGroup
+from ..base import EquivariantPreTrainedModel
 from .configuration import MultiInputEquivariantConfig
-from .groups import InputAction, input_groups, product_of_inputs
 from .layers import EquivariantBranch, MultiInputLayer
+
+InputAction = GroupAction
+
+
+def product_of_inputs(actions: Sequence[GroupAction]) -> DirectProductGroup:
+    """The product G1 x ... x GN acting factor-wise on the inputs (factor i is renamed ``input{i}:<name>``)."""
+    factors = [FiniteGroup(f"input{i}:{a.group.name}", a.group.mul, tuple(f"in{i}:{label}" for label in a.group.labels),
+                           validate=False)
+               for i, a in enumerate(actions)]
+    return DirectProductGroup(factors)
 
 try:  # transformers >= 5: init helpers that skip weights already loaded from a checkpoint
     from transformers import initialization as _init
@@ -30,7 +42,7 @@ except ImportError:  # transformers 4.x
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["MultiInputEquivariantModel", "MultiInputEquivariantPreTrainedModel", "MultiInputClassifierOutput",
+__all__ = ["product_of_inputs", "MultiInputEquivariantModel", "MultiInputEquivariantPreTrainedModel", "MultiInputClassifierOutput",
            "ConvBlock", "BackboneFeatures"]
 
 
@@ -100,12 +112,38 @@ class BackboneFeatures(nn.Module):
         return pooled.flatten(1)
 
 
-class MultiInputEquivariantPreTrainedModel(PreTrainedModel):
-    """Base class: config class, weight init and the input name used by ``Trainer`` and pipelines."""
+class MultiInputEquivariantPreTrainedModel(EquivariantPreTrainedModel):
+    """Base class: config class, weight init, the input name used by ``Trainer`` and pipelines, the model card."""
 
     config_class = MultiInputEquivariantConfig
     base_model_prefix = "multi_input"
     main_input_name = "pixel_values"
+    group_input = "pixel_values"
+    output_kind = "invariant"
+    card_pipeline_tag = "image-classification"
+    card_tags = ("invariance", "multi-input", "image-classification")
+
+    def model_card_sections(self) -> tuple[str, str, str, list[tuple[str, str]]]:
+        config = self.config
+        groups = ", ".join(f"input {i}: `{g}`" for i, g in enumerate(config.groups))
+        usage = """import torch, hf_equivariant  # registers the Auto classes
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained("<this repo or folder>").eval()
+x = torch.randn(4, %d, %d, %d, %d)   # [batch, inputs, channels, H, W]
+logits = model(pixel_values=x).logits""" % (config.num_inputs, config.num_channels, config.image_size,
+                                              config.image_size)
+        sections = [
+            ("Groups", f"One group per input ({groups}); the model is invariant to independent transforms of each "
+                       "input by its own group (their direct product)."),
+            ("Guarantee", "logits(g_1.x_1, ..., g_N.x_N) = logits(x_1, ..., x_N) for every element of every "
+                          "input's group, up to float rounding, in training and evaluation mode."),
+            ("Architecture", f"Design 1 of multi-group equitune: {len(config.conv_channels)} multi-input layer(s) "
+                             f"with equivariant branches{' and invariant-symmetric fusion' if config.fusion else ''}"
+                             f", readout `{config.readout}`, {config.num_labels} labels."),
+        ]
+        return ("Multi-input equivariant classifier", "A multi-input image classifier built with hf_equivariant "
+                "(design 1 of Baltaji, Basu & Varshney, TMLR 2024).", usage, sections)
 
     def _init_weights(self, module: nn.Module) -> None:
         # PyTorch's default (Kaiming-uniform) init rather than N(0, 0.02): these nets are trained from scratch.
@@ -258,7 +296,7 @@ class MultiInputEquivariantModel(MultiInputEquivariantPreTrainedModel):
         return output if use_dict else output.to_tuple()
 
     # -------------------------------------------------------------------------- check_equivariance protocol
-    def equivariance_product_group(self) -> ProductGroup:
+    def equivariance_product_group(self) -> DirectProductGroup:
         """G1 x ... x GN, one factor per input."""
         return product_of_inputs(self.actions)
 

@@ -7,7 +7,9 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .groups import INPUT_GROUP_NAMES
+from ...actions.registry import INPUT_GROUPS
+
+INPUT_GROUP_NAMES: tuple[str, ...] = tuple(INPUT_GROUPS)
 
 __all__ = ["MultiInputEquivariantConfig"]
 

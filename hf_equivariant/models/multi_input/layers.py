@@ -13,20 +13,64 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .groups import InputAction, input_group, input_groups
+from ...actions.base import GroupAction
+from ...aggregation import Aggregation
+from ...executor import Stream, run_dense_streams
+from ...plans import Plan, make_plan
+from ...actions.registry import input_action as input_group
+from ...actions.registry import input_actions as input_groups
 
-__all__ = [
-    "symmetrize",
-    "EquivariantBranch",
-    "InvariantSymmetricLayer",
-    "MultiInputLayer",
-    "run_on_orbits",
-]
+InputAction = GroupAction
+
+__all__ = ["symmetrize", "EquivariantBranch", "InvariantSymmetricLayer", "MultiInputLayer", "run_on_orbits"]
+
+_MEAN = Aggregation("mean_logits", "identity")
+_PLANS: dict[tuple[int, str], Plan] = {}
+
+
+def _full_plan(action: GroupAction, output: str) -> Plan:
+    """Equitune over one input's group (cached per action and output kind)."""
+    key = (id(action.group), output)
+    if key not in _PLANS:
+        _PLANS[key] = make_plan(action.group, "full", output=output)
+    return _PLANS[key]
+
+
+def _equitune(modules: nn.Module | Sequence[nn.Module], xs: Sequence[torch.Tensor],
+              actions: Sequence[GroupAction], output: str, what: str = "the branch module") -> list[torch.Tensor]:
+    """``mean_g g^-1 . M_i(g . x_i)`` for every input (``mean_g M_i(g . x_i)`` for invariant outputs).
+
+    One shared module runs every input's whole orbit in ONE call; one module per input runs its orbit in one call.
+    """
+    for x, action in zip(xs, actions):
+        if x.dim() >= 2:
+            action.check_shape(int(x.shape[-2]), int(x.shape[-1]))
+    streams = [Stream(_full_plan(a, output), a, x) for a, x in zip(actions, xs)]
+
+    def checked(module: nn.Module, acting: Sequence[GroupAction]):
+        if output != "equivariant":
+            return module
+
+        def call(batch: torch.Tensor) -> torch.Tensor:
+            y = module(batch)
+            _check_spatial(y, acting, what)
+            return y
+        return call
+
+    if isinstance(modules, nn.Module) and not isinstance(modules, nn.ModuleList):
+        shapes = {tuple(x.shape[1:]) for x in xs}
+        if len(shapes) != 1:
+            raise ValueError(f"a shared module needs inputs of one shape, got {sorted(shapes)}")
+        runs = run_dense_streams(streams, checked(modules, actions), _MEAN, output=output)
+    else:
+        runs = [run_dense_streams([s], checked(m, [a]), _MEAN, output=output)[0]
+                for s, m, a in zip(streams, modules, actions)]
+    return [r.output for r in runs]
 
 
 def symmetrize(y: torch.Tensor, action: InputAction) -> torch.Tensor:
     """``P_G(y) = mean_g g.y`` over the last two axes: a G-fixed tensor (one gather, no forward passes)."""
-    return action.orbit(y).mean(dim=0)
+    return action.symmetrise_outputs(y, torch.ones(max(1, len(action.factor_orders)), dtype=torch.bool))
 
 
 def _check_spatial(y: torch.Tensor, actions: Sequence[InputAction], what: str) -> None:
@@ -114,15 +158,7 @@ class EquivariantBranch(nn.Module):
 
     def forward(self, xs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         xs = _as_list(xs, len(self.actions))
-        outs = run_on_orbits(self.module, xs, self.actions)
-        result = []
-        for y, action in zip(outs, self.actions):
-            if self.spatial_output:
-                _check_spatial(y[0], [action], "the branch module")
-                # Row g holds M(g.x); map it back with g^-1 (one gather for the whole orbit).
-                y = action.apply(y, action.group.inverse.to(y.device))
-            result.append(y.mean(dim=0))
-        return result
+        return _equitune(self.module, xs, self.actions, "equivariant" if self.spatial_output else "invariant")
 
 
 class InvariantSymmetricLayer(nn.Module):
@@ -147,7 +183,7 @@ class InvariantSymmetricLayer(nn.Module):
         self.spatial_output = spatial_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = run_on_orbits(self.module, [x], [self.source])[0].mean(dim=0)
+        y = _equitune(self.module, [x], [self.source], "invariant")[0]
         if not self.spatial_output:
             return y
         _check_spatial(y, [self.target], "the IS module")
@@ -199,7 +235,7 @@ class MultiInputLayer(nn.Module):
     def fused_features(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The IS fusion term of every output slot (before the learned scale)."""
         n = len(xs)
-        invariant = [y.mean(dim=0) for y in run_on_orbits(self.fusion, xs, self.actions)]  # Gj-invariant
+        invariant = _equitune(self.fusion, xs, self.actions, "invariant")  # Gj-invariant
         if n == 1:
             return [torch.zeros_like(invariant[0])]
         total = torch.stack(invariant).sum(dim=0)

@@ -1,0 +1,1 @@
+"""Datasets the project builds or bundles offline (no downloads): handwritten digits, ..."""
