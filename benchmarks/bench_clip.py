@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from hf_equivariant.open_clip_support import EquivariantOpenCLIP
+from hf_equivariant.models.clip.open_clip import EquivariantOpenCLIP
 
 METHODS = {  # name -> (strategy, aggregation, deduplicate)
     "base": ("none", "mean_prob", True),

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from hf_equivariant.multi_input import MultiInputEquivariantConfig, MultiInputEquivariantModel
-from hf_equivariant.multi_input.data import load_digit_splits, make_views, random_rotations, sample_view_tuples
+from hf_equivariant.models.multi_input import MultiInputEquivariantConfig, MultiInputEquivariantModel
+from hf_equivariant.datasets.digits import load_digit_splits, make_views, random_rotations, sample_view_tuples
 
 MODELS = {  # label -> (group of every view, fusion)
     "CNN": ("id", False),

@@ -28,7 +28,7 @@ import torch
 import hf_equivariant  # noqa: F401  (registers the Auto classes)
 from hf_equivariant.eval.robustness import DIGIT_NAMES, DIGIT_TEMPLATES, digits_image_set, evaluate_robustness
 from hf_equivariant.models.clip import EquivariantCLIPModel
-from hf_equivariant.models.clip.testing import tiny_clip_config, tiny_image_processor, word_level_tokenizer
+from hf_equivariant.testing import tiny_clip_config, tiny_image_processor, word_level_tokenizer
 
 IMAGE_SIZE = 16
 METHODS = ("base", "full", "multi", "canonical", "max_prob", "multi_max_prob")

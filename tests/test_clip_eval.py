@@ -11,7 +11,7 @@ import hf_equivariant as he
 from hf_equivariant import cli
 from hf_equivariant.eval.robustness import (ImageSet, digits_image_set, evaluate_robustness,
                                             random_transform_elements)
-from hf_equivariant.models.clip.testing import tiny_clip_model, tiny_image_processor, word_level_tokenizer
+from hf_equivariant.testing import tiny_clip_model, tiny_image_processor, word_level_tokenizer
 
 WORDS = "a photo of the digit zero one two three four five six seven eight nine handwritten number an image .".split()
 SIZE = 16

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import hf_equivariant as he
-from hf_equivariant.models.clip.testing import tiny_clip_model, tiny_image_processor, word_level_tokenizer
+from hf_equivariant.testing import tiny_clip_model, tiny_image_processor, word_level_tokenizer
 
 WORDS = "a photo of the cat dog car tree bird rotated satellite image".split()
 LABELS = ["a photo of a cat", "a photo of a dog", "a tree", "a satellite image of a car"]

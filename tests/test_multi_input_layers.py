@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from hf_equivariant.groups import ProductGroup
-from hf_equivariant.multi_input import (
+from hf_equivariant.groups import FiniteGroup, ProductGroup
+from hf_equivariant.models.multi_input import (
     EquivariantBranch,
     InvariantSymmetricLayer,
     LinearISLayer,
@@ -20,7 +20,7 @@ from hf_equivariant.multi_input import (
     permutation_table,
     projection_matrix,
 )
-from hf_equivariant.multi_input import layers as layers_module
+from hf_equivariant.models.multi_input import layers as layers_module
 
 ATOL = 1e-5
 
@@ -214,8 +214,7 @@ def test_branch_passes_are_two_sum_not_product(groups: list[str]) -> None:
 
     # Reference: equitune of a joint network over the product group evaluates it on every element of G1 x ... x GN.
     joint = Counting(nn.Identity())
-    product = ProductGroup([input_group(g).group.__class__(f"f{i}", input_group(g).group.mul)
-                            for i, g in enumerate(groups)])
+    product = ProductGroup([FiniteGroup(f"f{i}", input_group(g).group.mul) for i, g in enumerate(groups)])
     xs = make_inputs(len(groups), batch=batch)
     parts = product.elements  # [prod |Gi|, N]
     copies = [input_group(g).orbit(x)[parts[:, i]] for i, (g, x) in enumerate(zip(groups, xs))]

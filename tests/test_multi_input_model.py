@@ -7,8 +7,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, ViTConfig
 
 import hf_equivariant as he
-from hf_equivariant.multi_input import ConvBlock, MultiInputEquivariantConfig, MultiInputEquivariantModel, input_groups
-from hf_equivariant.multi_input.data import MultiViewDigits, load_digit_splits, make_views, sample_view_tuples
+from hf_equivariant.models.multi_input import ConvBlock, MultiInputEquivariantConfig, MultiInputEquivariantModel, input_groups
+from hf_equivariant.datasets.digits import MultiViewDigits, load_digit_splits, make_views, sample_view_tuples
 
 ATOL = 1e-5
 

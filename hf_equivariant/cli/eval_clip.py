@@ -83,7 +83,7 @@ def _load_model(args: argparse.Namespace, groups: list[str]) -> tuple[Any, Any, 
     if args.open_clip:
         import open_clip
 
-        from ..open_clip_support import EquivariantOpenCLIP
+        from ..models.clip.open_clip import EquivariantOpenCLIP
 
         base, _, transform = open_clip.create_model_and_transforms(args.open_clip, pretrained=args.pretrained)
         wrapper = EquivariantOpenCLIP(base.to(args.device).eval(), groups, max_batch=args.max_batch)
