@@ -214,7 +214,8 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
     assert set(data["strategies"]) == {"base", "full", "multi"}
     assert data["strategies"]["multi"]["tv_to_orbit_average"]["mean"] > 0.2
     assert "| `full` |" in (out / "fairness.md").read_text()
-    assert {p.name for p in out.glob("*.png")} >= {"metrics.png", "targets_gender.png"}
+    assert {p.name for p in out.glob("*.png")} == {f"fairness_{n}.png" for n in
+                                                  ("metrics", "targets_gender", "targets_race", "targets_religion")}
 
 
 @pytest.mark.parametrize("argv, message", [

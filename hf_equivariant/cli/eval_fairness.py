@@ -44,7 +44,9 @@ def register(subparsers: Any) -> None:
                         "16 occupations")
     p.add_argument("--strategies", default=DEFAULT_STRATEGIES,
                    help="comma-separated names: base, full, multi, multi-neutral, canonical, auto, or 'all'")
-    p.add_argument("--output", default=None, metavar="DIR", help="folder for fairness.json, fairness.md and plots")
+    p.add_argument("--output", default=None, metavar="DIR", help="folder for PREFIX.json, PREFIX.md and PNG plots")
+    p.add_argument("--prefix", default="fairness",
+                   help="file name stem: PREFIX.json, PREFIX.md, PREFIX_metrics.png, PREFIX_targets_<factor>.png")
     p.add_argument("--samples", type=int, default=0, help="continuations sampled per demographic variant")
     p.add_argument("--max-new-tokens", type=int, default=20, help="length of sampled continuations")
     p.add_argument("--top-k", type=int, default=0, help="top-k sampling (0: the full distribution)")
@@ -96,6 +98,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--samples and --top-k must be >= 0 and --max-new-tokens >= 1"
     if args.classifier is not None and args.samples == 0:
         return "--classifier scores sampled continuations: give --samples N (N > 0)"
+    if not args.prefix or os.sep in args.prefix:
+        return "--prefix must be a non-empty file name stem"
     if args.max_rows is not None and args.max_rows < 1:
         return "--max-rows must be positive"
     return None
@@ -148,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     if args.output:
         os.makedirs(args.output, exist_ok=True)
-        report.to_json(os.path.join(args.output, "fairness.json"))
-        with open(os.path.join(args.output, "fairness.md"), "w", encoding="utf-8") as f:
+        report.to_json(os.path.join(args.output, f"{args.prefix}.json"))
+        with open(os.path.join(args.output, f"{args.prefix}.md"), "w", encoding="utf-8") as f:
             f.write(f"# Fairness evaluation: {args.model}\n\n{table}")
-        written = ["fairness.json", "fairness.md"]
+        written = [f"{args.prefix}.json", f"{args.prefix}.md"]
         if not args.no_plots:
-            written += [p.name for p in report.plot(args.output)]
+            written += [p.name for p in report.plot(args.output, prefix=f"{args.prefix}_")]
         print(f"wrote {', '.join(written)} to {args.output}", file=sys.stderr)
     return 0

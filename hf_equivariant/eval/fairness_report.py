@@ -106,7 +106,8 @@ class FairnessReport:
                 cells.append(_pair((samples.get("classifier") or {}).get("gap")))
             if with_rep:
                 rep = samples.get("representation_as_written", {})
-                cells.append(", ".join(f"{f} {_num(v['tv_to_uniform'])}" for f, v in rep.items()) or "n/a")
+                cells.append(", ".join(f"{f} {_num(v['tv_to_uniform'])} (n={sum(v['counts'].values())})"
+                                       for f, v in rep.items()) or "n/a")
             lines.append("| " + " | ".join(cells) + " |")
         lines += self._footer(factors)
         return "\n".join(lines) + "\n"
@@ -129,8 +130,9 @@ class FairnessReport:
         return out
 
     # ------------------------------------------------------------------ plots
-    def plot(self, folder: str | os.PathLike, dpi: int = 80) -> list[Path]:
-        """Write ``metrics.png`` and one ``targets_<factor>.png`` per factor with per-demographic distributions."""
+    def plot(self, folder: str | os.PathLike, prefix: str = "", dpi: int = 80) -> list[Path]:
+        """Write ``<prefix>metrics.png`` and ``<prefix>targets_<factor>.png`` (per-demographic target distributions
+        per strategy) into ``folder``; returns the paths."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -138,11 +140,11 @@ class FairnessReport:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [self._plot_metrics(plt, folder / "metrics.png", dpi)]
+        paths = [self._plot_metrics(plt, folder / f"{prefix}metrics.png", dpi)]
         factors = {f for r in self.strategies.values() for f in r.get("demographic_targets", {})}
         for g in self.meta.get("groups", []):
             if g["name"] in factors:
-                paths.append(self._plot_targets(plt, g["name"], folder / f"targets_{g['name']}.png", dpi))
+                paths.append(self._plot_targets(plt, g["name"], folder / f"{prefix}targets_{g['name']}.png", dpi))
         return paths
 
     def _metric_values(self) -> dict[str, dict[str, float]]:
@@ -199,12 +201,13 @@ class FairnessReport:
                 ax.bar(xs, [probs[t] for t in targets], width, label=member)
             ax.set_ylabel(name, fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7, ncol=len(dist), loc="upper right")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, ncol=len(labels), loc="upper right")
         axes[-1, 0].set_xticks(range(len(targets)))
         axes[-1, 0].set_xticklabels(targets, rotation=45, ha="right", fontsize=7)
         fig.suptitle(f"target distribution per {factor} member (that factor's words swapped; mean over prompts)",
-                     fontsize=9)
-        fig.tight_layout()
+                     fontsize=9, x=0.02, ha="left")
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
         return path
