@@ -105,6 +105,21 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The options that shape the numbers, as a command to rerun (paths as given)."""
+    parts = ["hf-equivariant eval-fairness", args.model, "--groups", *_split(args.groups),
+             "--strategies", ",".join(_split(args.strategies))]
+    for flag in ("prompts", "targets", "classifier"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    if args.samples:
+        parts += ["--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens), "--top-k",
+                  str(args.top_k), "--seed", str(args.seed), "--score-text", args.score_text]
+    if args.association_margin:
+        parts += ["--association-margin", str(args.association_margin)]
+    return " ".join(parts)
+
+
 def _load_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
     """Parse the prompt and target files (or the demo defaults); raises ``ValueError`` on malformed files."""
     from ..eval.fairness import demo_prompts_path, demo_targets_path, load_prompts, load_targets
@@ -154,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.output, exist_ok=True)
         report.to_json(os.path.join(args.output, f"{args.prefix}.json"))
         with open(os.path.join(args.output, f"{args.prefix}.md"), "w", encoding="utf-8") as f:
-            f.write(f"# Fairness evaluation: {args.model}\n\n{table}")
+            f.write(f"# Fairness evaluation: {args.model}\n\n`{_command_line(args)}`\n\n{table}")
         written = [f"{args.prefix}.json", f"{args.prefix}.md"]
         if not args.no_plots:
             written += [p.name for p in report.plot(args.output, prefix=f"{args.prefix}_")]

@@ -63,6 +63,7 @@ __all__ = [
     "target_balance",
     "estimate_associations",
     "demographic_representation",
+    "member_words",
     "classifier_scores",
     "load_prompts",
     "load_targets",
@@ -392,6 +393,9 @@ def estimate_associations(
 
 
 # ---------------------------------------------------------------------------------------------- wrappers
+_MISSING = object()
+
+
 def _build_wrapper(base_model: Any, tokenizer: Any, factors: Sequence[WordSwap], kwargs: Mapping[str, Any]) -> Any:
     """``from_base`` with ``kwargs``; raises ``ValueError`` when the installed wrapper ignores or rejects them."""
     from .. import EquivariantModelForCausalLM
@@ -405,9 +409,6 @@ def _build_wrapper(base_model: Any, tokenizer: Any, factors: Sequence[WordSwap],
     if ignored:
         raise ValueError(f"from_base ignored {', '.join(f'{k}={kwargs[k]!r}' for k in ignored)}")
     return model.eval()
-
-
-_MISSING = object()
 
 
 def _build_strategies(
@@ -459,8 +460,9 @@ class _Setup:
     associations: dict[str, dict[str, int | None]]
 
 
-def _reference_pass(base_model: Any, setup: _Setup, progress: bool) -> list[torch.Tensor]:
-    """Orbit averages of the base model per prompt; also the base's target probabilities per element."""
+def _reference_pass(base_model: Any, setup: _Setup,
+                    progress: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per prompt: the base model's orbit average, and its renormalised target probabilities per element."""
     prob_fn = lambda x: next_token_probs(base_model, x)  # noqa: E731
     refs, variants = [], []
     for ids in tqdm(setup.ids, desc="orbit average", disable=not progress):
@@ -468,16 +470,16 @@ def _reference_pass(base_model: Any, setup: _Setup, progress: bool) -> list[torc
         refs.append(pulled.mean(0))
         if setup.target_ids is not None:
             variants.append(_renormalised(probs[:, setup.target_ids]))
-    setup.reference = refs
-    return variants
+    return refs, variants
 
 
 def _renormalised(p: torch.Tensor) -> torch.Tensor:
     return p / p.sum(-1, keepdim=True).clamp_min(1e-30)
 
 
-def _associations(spec: TargetSpec, setup: _Setup, variants: list[torch.Tensor], margin: float) -> dict[str, Any]:
-    """Declared associations (as member indices) plus estimates for undeclared factors; returns metadata."""
+def _associations(spec: TargetSpec, setup: _Setup, variants: list[torch.Tensor],
+                  margin: float) -> tuple[dict[str, dict[str, int | None]], dict[str, Any]]:
+    """Declared associations (member indices) plus estimates for undeclared factors, and their metadata."""
     source: dict[str, str] = {}
     assoc: dict[str, dict[str, int | None]] = {}
     for f in setup.factors:
@@ -488,22 +490,17 @@ def _associations(spec: TargetSpec, setup: _Setup, variants: list[torch.Tensor],
     unknown = {k for a in spec.associations.values() for k in a} - {f.name for f in setup.factors}
     if unknown:
         logger.warning("targets file names factors that are not in the group: %s (ignored)", sorted(unknown))
-    todo = [f for f in setup.factors if f.name not in assoc]
+    index = [i for i, f in enumerate(setup.factors) if f.name not in assoc]
     estimates: dict[str, Any] = {}
-    if todo and variants:
-        index = [setup.factors.index(f) for f in todo]
+    if index and variants:
         est, estimates = estimate_associations(variants, [[m[i] for i in index] for m in setup.members],
-                                               setup.parts[:, index], todo, setup.targets, margin)
+                                               setup.parts[:, index], [setup.factors[i] for i in index],
+                                               setup.targets, margin)
         for name, a in est.items():
             assoc[name], source[name] = a, "estimated from the base model"
-    setup.associations = assoc
-    named = {name: {w: (None if j is None else factor_members(setup.factors[_index(setup, name)])[j])
-                    for w, j in a.items()} for name, a in assoc.items()}
-    return {"associations": named, "association_source": source, "association_estimates": estimates}
-
-
-def _index(setup: _Setup, name: str) -> int:
-    return next(i for i, f in enumerate(setup.factors) if f.name == name)
+    members = {f.name: factor_members(f) for f in setup.factors}
+    named = {name: {w: None if j is None else members[name][j] for w, j in a.items()} for name, a in assoc.items()}
+    return assoc, {"associations": named, "association_source": source, "association_estimates": estimates}
 
 
 def _target_dict(setup: _Setup, probs: torch.Tensor) -> dict[str, float]:
@@ -511,7 +508,8 @@ def _target_dict(setup: _Setup, probs: torch.Tensor) -> dict[str, float]:
     return dict(zip(setup.targets, p.tolist()))
 
 
-def _evaluate_prompt(model: Any, reversed_model: Any, is_base: bool, setup: _Setup, n: int) -> tuple[dict, torch.Tensor]:
+def _evaluate_prompt(model: Any, reversed_model: Any, is_base: bool, setup: _Setup,
+                     n: int) -> tuple[dict[str, Any], torch.Tensor]:
     """Metrics of one strategy at prompt ``n``; also returns its renormalised target probabilities per element."""
     ids = setup.ids[n]
     p = next_token_probs(model, ids)[0]
@@ -676,11 +674,12 @@ def evaluate_fairness(
     built, skipped = _build_strategies(base_model, tokenizer, factors, names, wrapper_kwargs or {})
     action = _build_wrapper(base_model, tokenizer, factors, {"strategy": "full"}).action
     setup = _make_setup(tokenizer, factors, action, items, spec, device)
-    variants = _reference_pass(base_model, setup, progress)
+    setup.reference, variants = _reference_pass(base_model, setup, progress)
     meta = _meta(model_name or getattr(base_model.config, "_name_or_path", None), factors, action, setup, names,
                  skipped, samples, max_new_tokens, top_k, seed, classifier, score_text)
     if spec is not None:
-        meta.update(_associations(spec, setup, variants, association_margin))
+        setup.associations, assoc_meta = _associations(spec, setup, variants, association_margin)
+        meta.update(assoc_meta)
     sampling = {"samples": samples, "max_new_tokens": max_new_tokens, "top_k": top_k, "seed": seed,
                 "score_text": score_text, "classifier": _classifier_fn(classifier)}
     results = {name: _evaluate_strategy(name, built[name], setup, tokenizer, progress, sampling)
@@ -698,7 +697,8 @@ def _make_setup(tokenizer: Any, factors: list[WordSwap], action: TokenPermutatio
     target_ids = None
     if spec is not None:
         target_ids = torch.tensor(_target_ids(tokenizer, spec.words, factors), device=device)
-    return _Setup(factors=factors, action=action, parts=action.group.elements.cpu(), prompts=prompts,
+    parts = action.group.elements.cpu()
+    return _Setup(factors=factors, action=action, parts=parts, prompts=prompts,
                   probes=[i for i in items if i.is_agreement], ids=ids,
                   members=[prompt_members(factors, x.cpu()) for x in ids],
                   targets=list(spec.words) if spec else [], target_ids=target_ids, reference=[], associations={})
