@@ -61,12 +61,20 @@ def _package_imports(path: pathlib.Path, module: str) -> set[str]:
                 targets = [node.module[len("hf_equivariant."):] if "." in node.module else "__init__"]
             else:
                 continue
-            found.update(t if t else "__init__" for t in targets)
+            found.update(_existing(t) for t in targets)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("hf_equivariant."):
                     found.add(alias.name[len("hf_equivariant."):])
     return found
+
+
+def _existing(target: str) -> str:
+    """The module a dotted target names (an imported attribute resolves to the module that holds it)."""
+    parts = [p for p in target.split(".") if p]
+    while parts and not ((PACKAGE.joinpath(*parts).with_suffix(".py")).is_file() or PACKAGE.joinpath(*parts).is_dir()):
+        parts.pop()
+    return ".".join(parts) or "__init__"
 
 
 def _modules() -> list[tuple[str, pathlib.Path]]:

@@ -155,7 +155,7 @@ def anchor_sensitivity(
     Both wrappers are exact for the same group, so any difference is the choice of anchor (first member): 0 for
     ``full``, large for the paper's ``multi``. ``wrapper_kwargs`` go to ``from_base`` (e.g. ``strategy="multi"``).
     """
-    from .. import EquivariantModelForCausalLM
+    from ..models.causal_lm import EquivariantModelForCausalLM
 
     factors = resolve_factors(groups, tokenizer)
     models = [EquivariantModelForCausalLM.from_base(base_model, tokenizer=tokenizer, groups=fs, **wrapper_kwargs).eval()
@@ -398,7 +398,7 @@ _MISSING = object()
 
 def _build_wrapper(base_model: Any, tokenizer: Any, factors: Sequence[WordSwap], kwargs: Mapping[str, Any]) -> Any:
     """``from_base`` with ``kwargs``; raises ``ValueError`` when the installed wrapper ignores or rejects them."""
-    from .. import EquivariantModelForCausalLM
+    from ..models.causal_lm import EquivariantModelForCausalLM
 
     try:
         model = EquivariantModelForCausalLM.from_base(base_model, tokenizer=tokenizer, groups=list(factors), **kwargs)
@@ -729,7 +729,7 @@ def _reference_summary(setup: _Setup) -> dict[str, Any]:
 def _meta(model: str | None, factors: list[WordSwap], action: TokenPermutationAction, setup: _Setup,
           names: list[str], skipped: dict[str, str], samples: int, max_new_tokens: int, top_k: int, seed: int,
           classifier: Any, score_text: str) -> dict[str, Any]:
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "model": model,
