@@ -53,6 +53,10 @@ class GroupAction(ABC):
     def factor_orders(self) -> tuple[int, ...]:
         return self.group.factor_orders
 
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_orders)
+
     @abstractmethod
     def transform_inputs(self, x: torch.Tensor, elements: torch.Tensor | int) -> torch.Tensor:
         """``g . x``: one element for all of ``x`` (an int) or one per leading row (``elements [B]``)."""

@@ -244,14 +244,6 @@ class TokenPermutationAction(GroupAction):
 
     # ------------------------------------------------------------------ basics
     @property
-    def num_factors(self) -> int:
-        return len(self.factors)
-
-    @property
-    def factor_orders(self) -> tuple[int, ...]:
-        return tuple(f.order for f in self.factors)
-
-    @property
     def support_size(self) -> int:
         """Number of token ids moved by some factor."""
         return int(self._tables["support"].numel())
