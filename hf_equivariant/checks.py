@@ -59,6 +59,11 @@ def check_equivariance(
         if not hasattr(model, name):
             raise TypeError(f"{type(model).__name__} does not implement {name}(); wrap it with hf_equivariant first")
     order = int(model.equivariance_group_order())
+    if isinstance(max_elements, bool) or not isinstance(max_elements, int) or max_elements < 1:
+        raise ValueError(f"max_elements must be a positive integer, got {max_elements!r}: a check of no element "
+                         "proves nothing")
+    if elements is not None and len(elements) == 0:
+        raise ValueError("elements is empty: a check of no element proves nothing")
     sampled = False
     if elements is None:
         if order <= max_elements:

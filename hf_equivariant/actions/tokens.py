@@ -20,10 +20,14 @@ from typing import Any
 
 import torch
 
+from transformers.utils import logging
+
 from .._memo import BoundedMemo
 from ..groups import DirectProductGroup, FiniteGroup, cyclic_group
 from .base import GroupAction, Orientation
 from .word_sets import builtin_word_set_names, word_set_data
+
+logger = logging.get_logger(__name__)
 
 __all__ = ["WordSwap", "TokenPermutationAction", "builtin_word_set_names", "SURFACE_FORMS", "single_token_id"]
 
@@ -49,6 +53,33 @@ def single_token_id(tokenizer: Any, text: str) -> int | None:
     if len(ids) != 1 or ids[0] == getattr(tokenizer, "unk_token_id", None):
         return None
     return int(ids[0])
+
+
+def _raw_vocab(tokenizer: Any) -> dict[str, int]:
+    """The tokenizer's vocabulary of raw pieces (empty when it has none)."""
+    get = getattr(tokenizer, "get_vocab", None)
+    try:
+        return dict(get()) if callable(get) else {}
+    except (TypeError, NotImplementedError):
+        return {}
+
+
+def _form_ids(tokenizer: Any, words: Sequence[str], vocab: dict[str, int]) -> list[tuple[str, list[int | None]]]:
+    """For each surface form, the single-token id of every member (``None`` where it is not one token).
+
+    Besides what the tokenizer produces for each form, raw vocabulary pieces spelled exactly like a form count too:
+    SentencePiece-style tokenizers have a bare piece (no word-boundary marker) used after "(", quotes or a newline,
+    which encoding the word alone never produces.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    out = [(form_name, [single_token_id(tokenizer, form(w)) for w in words]) for form_name, form in SURFACE_FORMS]
+    for form_name, form in (("raw piece", lambda w: w), ("raw piece, capitalised", _capitalise),
+                            ("raw piece, lower case", str.lower)):
+        ids = [vocab.get(form(w)) for w in words]
+        ids = [None if i is None or i == unk else int(i) for i in ids]
+        if any(i is not None for i in ids):
+            out.append((form_name, ids))
+    return out
 
 
 def _check_word_sets(word_sets: Any, name: str) -> list[list[str]]:
@@ -86,6 +117,8 @@ class WordSwap:
     words: list[list[str]]
     token_cycles: list[list[int]]
     group: FiniteGroup = field(init=False, repr=False)
+    #: Surface forms that are one token for some members of a set but not all (so they are not swapped).
+    unswappable: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.words or not self.token_cycles:
@@ -133,14 +166,19 @@ class WordSwap:
         if tokenizer is None:
             raise ValueError(f"word swap {name!r}: a tokenizer is needed to resolve words to token ids")
         cycles: list[list[int]] = []
+        partial: list[str] = []
+        vocab = _raw_vocab(tokenizer)
         for words in sets:
             if len(set(words)) != len(words):
                 raise ValueError(f"word swap {name!r}: set {words} repeats a word")
             found = []
-            for _, form in SURFACE_FORMS:
-                ids = [single_token_id(tokenizer, form(w)) for w in words]
-                if all(i is not None for i in ids) and len(set(ids)) == len(ids) and ids not in found:
+            for form_name, ids in _form_ids(tokenizer, words, vocab):
+                complete = all(i is not None for i in ids)
+                if complete and len(set(ids)) == len(ids) and ids not in found:
                     found.append(ids)
+                elif not complete and any(i is not None for i in ids):
+                    missing = [w for w, i in zip(words, ids) if i is None]
+                    partial.append(f"{words} {form_name}: {missing} not one token")
             if not found:
                 never = [w for w in words if all(single_token_id(tokenizer, f(w)) is None for _, f in SURFACE_FORMS)]
                 culprit = never or words
@@ -150,7 +188,38 @@ class WordSwap:
                     "multi-token words cannot be swapped token by token: remove the set or pick other words"
                 )
             cycles.extend(found)
-        return cls(name=name, words=sets, token_cycles=cycles)
+        if partial:
+            logger.info("word swap %r: %d surface form(s) stay unswappable (not one token for every member), "
+                        "e.g. %s; see WordSwap.unswappable", name, len(partial), partial[0])
+        swap = cls(name=name, words=sets, token_cycles=cycles)
+        swap.unswappable = partial
+        return swap
+
+    def verify(self, tokenizer: Any) -> None:
+        """Check that every token id of every cycle is a surface form of the word at that member position, and that
+        every listed word is swapped by some cycle (catches hand-edited configs and mismatched tokenizers)."""
+        vocab = _raw_vocab(tokenizer)
+        allowed: list[set[int]] = [set() for _ in range(self.order)]
+        swapped_words: set[str] = set()
+        cycle_sets = {tuple(c) for c in self.token_cycles}
+        for words in self.words:
+            for _, ids in _form_ids(tokenizer, words, vocab):
+                for j, i in enumerate(ids):
+                    if i is not None:
+                        allowed[j].add(i)
+                if all(i is not None for i in ids) and tuple(ids) in cycle_sets:
+                    swapped_words.update(words)
+        for cycle in self.token_cycles:
+            bad = [(j, t) for j, t in enumerate(cycle) if t not in allowed[j]]
+            if bad:
+                j, t = bad[0]
+                raise ValueError(f"word swap {self.name!r}: token id {t} (member {j} of cycle {cycle}) is not a surface "
+                                 f"form of any listed word at that position in this tokenizer; the saved words and "
+                                 "token ids disagree (re-create the factor with WordSwap.from_words)")
+        unswapped = [w for s in self.words for w in s if w not in swapped_words]
+        if unswapped:
+            raise ValueError(f"word swap {self.name!r}: words {unswapped} are listed but no token cycle swaps them; the "
+                             "saved words and token ids disagree (re-create the factor with WordSwap.from_words)")
 
     @classmethod
     def builtin(cls, name: str, tokenizer: Any) -> WordSwap:

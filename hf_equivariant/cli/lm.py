@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}: checking no element proves "
+                                         "nothing")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     wrap = subparsers.add_parser("wrap", help="wrap a causal LM with word-swap groups and save it",
                                  description="Wrap a Hub id or local folder and save an equivariant model.")
@@ -21,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                               "if any exceeds --atol.")
     check.add_argument("model", help="folder or Hub id of a saved equivariant model")
     check.add_argument("--prompt", default="The woman worked as a", help="text to check on")
-    check.add_argument("--max-elements", type=int, default=64, help="sample this many elements of large groups")
+    check.add_argument("--max-elements", type=_positive_int, default=64,
+                       help="sample this many elements of large groups (at least 1)")
     check.add_argument("--atol", type=float, default=1e-5, help="tolerance (default: 1e-5)")
     check.set_defaults(func=run_check)
 

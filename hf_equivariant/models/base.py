@@ -22,7 +22,8 @@ from ..plans import check_branch_weighting
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EquivariantConfigMixin", "EquivariantPreTrainedModel", "nested_config", "check_bool", "check_count"]
+__all__ = ["EquivariantConfigMixin", "EquivariantPreTrainedModel", "nested_config", "check_bool", "check_count",
+           "check_loading_options", "LOADING_OPTIONS"]
 
 
 def nested_config(value: PretrainedConfig | dict[str, Any] | None, field: str) -> PretrainedConfig | None:
@@ -50,6 +51,23 @@ def check_count(name: str, value: Any, allow_none: bool = True) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer{' or null' if allow_none else ''}, got {value!r}")
     return int(value)
+
+
+#: Options ``from_base`` passes to the base model's ``from_pretrained`` (anything else is an error, not ignored).
+LOADING_OPTIONS = frozenset({
+    "dtype", "torch_dtype", "device_map", "max_memory", "offload_folder", "offload_state_dict", "offload_buffers",
+    "low_cpu_mem_usage", "attn_implementation", "quantization_config", "trust_remote_code", "cache_dir", "token",
+    "local_files_only", "force_download", "proxies", "subfolder", "variant", "use_safetensors", "key_mapping",
+    "tp_plan", "tp_size", "device_mesh", "code_revision", "output_loading_info", "weights_only",
+})
+
+
+def check_loading_options(options: dict[str, Any]) -> None:
+    """Refuse unknown ``from_base`` options by name (a misspelt option must not silently do nothing)."""
+    unknown = sorted(k for k in options if k not in LOADING_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}: not a wrapper setting and not a loading option of the base "
+                        f"model's from_pretrained (known loading options: {sorted(LOADING_OPTIONS)})")
 
 
 class EquivariantConfigMixin:
@@ -96,12 +114,13 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
     @classmethod
     def load_base(cls, model_or_name: Any, revision: str | None = None, **loading_kwargs: Any) -> tuple[Any, str | None]:
         """``(base model, its name or path)`` from an instance, a Hub id or a local folder."""
+        check_loading_options(loading_kwargs)
         if isinstance(model_or_name, (str, os.PathLike)):
             name = str(model_or_name)
             return cls.base_auto_class.from_pretrained(name, revision=revision, **loading_kwargs), name
         if loading_kwargs:
-            raise TypeError(f"unknown option(s) {sorted(loading_kwargs)}: loading options only apply when the base "
-                            "model is given by name")
+            raise TypeError(f"loading option(s) {sorted(loading_kwargs)} only apply when the base model is given by "
+                            "name; load the model with them first, then wrap the instance")
         return model_or_name, getattr(model_or_name.config, "_name_or_path", None) or None
 
     def _init_weights(self, module: torch.nn.Module) -> None:

@@ -113,6 +113,9 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
             config = EquivariantCausalLMConfig.from_pretrained(
                 pretrained_model_name_or_path, **{k: kwargs[k] for k in hub_keys if k in kwargs})
         tokenizer = _try_load_tokenizer(pretrained_model_name_or_path, kwargs)
+        if tokenizer is not None:  # hand-edited configs: the words must be what the token ids swap
+            for spec in config.groups:
+                WordSwap.from_spec(spec).verify(tokenizer)
         if config.save_base_weights:
             model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
         else:
@@ -196,6 +199,18 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
                              "cannot be transformed by a word-swap group)")
         if inputs_embeds is not None:
             raise ValueError("pass input_ids, not inputs_embeds: the group acts on token ids")
+        if not torch.is_tensor(input_ids) or input_ids.dim() not in (1, 2):
+            shape = tuple(input_ids.shape) if torch.is_tensor(input_ids) else type(input_ids).__name__
+            raise ValueError(f"input_ids must be [batch, length] (or [length] for one sequence), got {shape}")
+        if input_ids.dim() == 1:  # one sequence, as transformers' models accept it
+            input_ids = input_ids[None]
+            attention_mask = attention_mask[None] if attention_mask is not None and attention_mask.dim() == 1 \
+                else attention_mask
+            position_ids = position_ids[None] if position_ids is not None and position_ids.dim() == 1 else position_ids
+            labels = labels[None] if labels is not None and labels.dim() == 1 else labels
+            if context_input_ids is not None and context_input_ids.dim() == 1:
+                context_input_ids = context_input_ids[None]
+        self.action.check_ids(input_ids)
         cache_key, cache = find_cache(kwargs)
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
         if context_input_ids is None:
@@ -261,6 +276,13 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         return self._accepts_logits_to_keep
 
     # ------------------------------------------------------------------ generation hooks
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``GenerationMixin.generate`` on token ids (the group acts on ids, so ``inputs_embeds`` are refused)."""
+        if kwargs.get("inputs_embeds") is not None:
+            raise ValueError("generate() needs input_ids: a word-swap group acts on token ids, not on "
+                             "inputs_embeds; tokenize the prompt and pass input_ids")
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs: Any) -> dict[str, Any]:
         """The base class's preparation, plus the whole sequence so far for orienting and sharing copies."""
         inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)

@@ -164,14 +164,15 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
         """L2-normalised text embeddings ``[T, D]``.
 
         Cached per label set when gradients are off: the pipeline calls the model once per image with the same
-        labels, and the group acts only on images. The key covers the token ids, mask, positions, device and the
-        version counters of the text tower's weights, so in-place training updates invalidate it.
+        labels, and the group acts only on images. The key covers the token ids, mask, positions and a fingerprint
+        of the text tower's weights (their identity, storage and a position-weighted checksum of their values), so
+        any change of the weights, in place through ``.data`` or by swapping modules, invalidates it.
         """
         if torch.is_grad_enabled():
             features = self._base_text_features(input_ids, attention_mask, position_ids)
             return features / features.norm(dim=-1, keepdim=True)
         key = (_tensor_key(input_ids), _tensor_key(attention_mask), _tensor_key(position_ids),
-               sum(p._version for p in self.base.parameters()))
+               _weights_fingerprint(self._text_parameters()))
         cached = self._text_cache.get(key)
         if cached is not None:
             self._text_cache.move_to_end(key)
@@ -182,6 +183,12 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
         while len(self._text_cache) > _TEXT_CACHE_SIZE:
             self._text_cache.popitem(last=False)
         return features
+
+    def _text_parameters(self) -> list[torch.nn.Parameter]:
+        """The text tower's parameters (every parameter when the base names none as text)."""
+        named = [p for n, p in self.base.named_parameters() if n.startswith(("text_model.", "text_projection",
+                                                                             "text."))]
+        return named or list(self.base.parameters())
 
     def clear_text_cache(self) -> None:
         """Forget cached text embeddings."""
@@ -325,6 +332,17 @@ def render_clip_model_card(model: EquivariantCLIPModel) -> str:
 def _named_params(fn: Any) -> set[str]:
     params = inspect.signature(fn).parameters.values()
     return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"pixel_values"}
+
+
+def _weights_fingerprint(params: Sequence[torch.nn.Parameter]) -> tuple:
+    """Identity, storage and a position-weighted float64 checksum of every parameter: changes with any edit."""
+    parts = []
+    with torch.no_grad():
+        for p in params:
+            flat = p.detach().reshape(-1).double()
+            ramp = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64).remainder_(65521).add_(1)
+            parts.append((id(p), p.data_ptr(), tuple(p.shape), float(flat.sum()), float((flat * ramp).sum())))
+    return tuple(parts)
 
 
 def _tensor_key(t: torch.Tensor | None) -> tuple | None:
