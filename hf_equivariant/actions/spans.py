@@ -465,16 +465,28 @@ class _Boundaries:
             end_free.append(spec or not text or not _is_word_char(text[-1]))
         return cls(texts, torch.tensor(start_free), torch.tensor(end_free), torch.tensor(special), family)
 
+    def __post_init__(self) -> None:
+        self._start, self._end = self.start_free.tolist(), self.end_free.tolist()  # fast scalar lookups
+        self._cuts: dict[tuple[int, ...], frozenset[int]] = {}
+
     @property
     def vocab_size(self) -> int:
         return len(self.texts)
 
+    def free_start(self, i: int) -> bool:
+        return self._start[i]
+
+    def free_end(self, i: int) -> bool:
+        return self._end[i]
+
     def boundary(self, a: int, b: int) -> bool:
-        return bool(self.end_free[a] or self.start_free[b])
+        return self._end[a] or self._start[b]
 
     def cuts(self, ids: tuple[int, ...]) -> frozenset[int]:
-        """Word boundaries inside a pattern."""
-        return frozenset(i for i in range(1, len(ids)) if self.boundary(ids[i - 1], ids[i]))
+        """Word boundaries inside a pattern (memoised: the overlap checks ask for the same patterns often)."""
+        if ids not in self._cuts:
+            self._cuts[ids] = frozenset(i for i in range(1, len(ids)) if self.boundary(ids[i - 1], ids[i]))
+        return self._cuts[ids]
 
     def is_blank(self, i: int) -> bool:
         text = self.texts[i]
@@ -674,7 +686,7 @@ class SpanSwapAction:
 
         consistent = []
         for cycle in candidates:
-            flags = {(bool(b.start_free[p[0]]), bool(b.end_free[p[-1]])) for p in cycle.patterns}
+            flags = {(b.free_start(p[0]), b.free_end(p[-1])) for p in cycle.patterns}
             if len(flags) > 1:
                 drop(cycle, "its members would start or end a word differently in this form")
             else:
