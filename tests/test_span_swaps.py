@@ -94,7 +94,8 @@ def _sentencepiece(kind: str, pad: bool = True):
     core.pre_tokenizer = pre_tokenizers.Metaspace()
     core.decoder = decoders.Metaspace()
     core.train_from_iterator(_corpus(), trainer)
-    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", core.token_to_id("<s>"))])
+    bos = core.token_to_id("<s>")
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
     extra = {"pad_token": "<pad>"} if pad else {}
     return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", **extra)
 
@@ -342,7 +343,8 @@ def test_longest_match_inside_one_factor(gpt2_tokenizer):
     action = SpanSwapAction([swap], gpt2_tokenizer)
     ids = gpt2_tokenizer("An African American and an African elephant")["input_ids"]
     matches = action.find_matches(ids)[0]
-    assert [(m.member, m.set_index, m.end - m.start) for m in matches] == [("African American", 1, 2), ("African", 0, 1)]
+    found = [(m.member, m.set_index, m.end - m.start) for m in matches]
+    assert found == [("African American", 1, 2), ("African", 0, 1)]
     assert action.apply_to_text("An African American and an African elephant", [1]) == \
         "An European American and an European elephant"
     in_law = SpanSwapAction([SpanSwap.from_words(GENDER, name="gender")], gpt2_tokenizer)

@@ -640,30 +640,9 @@ class SpanSwapAction:
 
     def _resolve(self) -> list[_Cycle]:
         """Resolve every (factor, set, context, case form) to a cycle of patterns and keep the consistent ones."""
-        texts = [p for c in LEFT_CONTEXTS for p in _left_probes(c)]
-        for f in self.factors:
-            for case in f.forms:
-                for m in f.members:
-                    texts += [c.probe + CASE_FORMS[case](m) for c in LEFT_CONTEXTS]
-        encoded = self._encode(texts)
-        candidates: list[_Cycle] = []
         resolved: dict[tuple[int, int, int, str], tuple[int, ...] | str] = {}  # (factor, set, member, label)
         dropped: dict[tuple[int, int, str], str] = {}  # (factor, set, label) -> why the variant is not used
-        for f_i, f in enumerate(self.factors):
-            for context in LEFT_CONTEXTS:
-                for case in f.forms:
-                    label = f"{case}, {context.label}"
-                    for s_i, members in enumerate(f.sets):
-                        found = [self._pattern(encoded, context, CASE_FORMS[case](m)) for m in members]
-                        for m_i, pattern in enumerate(found):
-                            resolved[(f_i, s_i, m_i, label)] = pattern
-                        bad = [(m, r) for m, r in zip(members, found) if isinstance(r, str)]
-                        if bad:
-                            surface = context.shown + CASE_FORMS[case](bad[0][0])
-                            dropped[(f_i, s_i, label)] = f"its set has no clean form here: {surface!r} ({bad[0][1]})"
-                        else:
-                            candidates.append(_Cycle(f_i, s_i, label, tuple(found), len(candidates)))  # type: ignore[arg-type]
-        accepted = self._accept(candidates, dropped)
+        accepted = self._accept(self._candidates(resolved, dropped), dropped)
         self._owner = {p: (c, m_i) for c in accepted for m_i, p in enumerate(c.patterns)}
         self._unswappable = self._report(resolved, dropped) + self._right_context_failures(accepted)
         self._log_summary(accepted)
@@ -672,6 +651,30 @@ class SpanSwapAction:
                 raise ValueError(f"span swap {f.name!r}: no member has a swappable form with this tokenizer "
                                  f"({self.boundaries.family}); first reason: {self._first_reason(f.name)}")
         return accepted
+
+    def _candidates(self, resolved: dict, dropped: dict) -> list[_Cycle]:
+        """Cycles whose members all have clean tokens, in priority order (contexts, then case forms, then sets);
+        records every member's tokens (or why it has none) in ``resolved`` and incomplete sets in ``dropped``."""
+        texts = [p for c in LEFT_CONTEXTS for p in _left_probes(c)]
+        texts += [c.probe + CASE_FORMS[case](m) for f in self.factors for case in f.forms for m in f.members
+                  for c in LEFT_CONTEXTS]
+        encoded = self._encode(texts)
+        candidates: list[_Cycle] = []
+        for f_i, f in enumerate(self.factors):
+            for context in LEFT_CONTEXTS:
+                for case in f.forms:
+                    label = f"{case}, {context.label}"
+                    for s_i, members in enumerate(f.sets):
+                        found = [self._pattern(encoded, context, CASE_FORMS[case](m)) for m in members]
+                        resolved.update({(f_i, s_i, m_i, label): p for m_i, p in enumerate(found)})
+                        bad = next(((m, r) for m, r in zip(members, found) if isinstance(r, str)), None)
+                        if bad is None:
+                            patterns = tuple(p for p in found if isinstance(p, tuple))
+                            candidates.append(_Cycle(f_i, s_i, label, patterns, len(candidates)))
+                        else:
+                            surface = context.shown + CASE_FORMS[case](bad[0])
+                            dropped[(f_i, s_i, label)] = f"its set has no clean form here: {surface!r} ({bad[1]})"
+        return candidates
 
     def _first_reason(self, name: str) -> str:
         return next((f"{r.surface!r}: {r.reason}" for r in self._unswappable if r.factor == name), "none recorded")
@@ -789,41 +792,38 @@ class SpanSwapAction:
 
     def _right_context_failures(self, accepted: list[_Cycle]) -> list[UnswappableForm]:
         """Forms (after a space or at the start) that the tokenizer merges with a following punctuation mark."""
-        probes = []
+        probes = []  # (cycle, member index, left context, case form, right context)
         for cycle in accepted:
-            f = self.factors[cycle.factor]
             for label in [cycle.label, *cycle.aliases]:
                 case, context_label = label.split(", ", 1)
                 context = next(c for c in LEFT_CONTEXTS if c.label == context_label)
-                if context not in LEFT_CONTEXTS[:2]:
-                    continue
-                for m_i, member in enumerate(f.sets[cycle.set_index]):
-                    for right in RIGHT_CONTEXTS:
-                        probes.append((cycle, m_i, context, case, right))
-        encoded = self._encode([ctx.probe + CASE_FORMS[case](self.factors[c.factor].sets[c.set_index][m_i]) + r.probe
-                                for c, m_i, ctx, case, r in probes]
-                               + [p for ctx in LEFT_CONTEXTS[:2] for p in _left_probes(ctx)])
+                if context.own_space:
+                    probes += [(cycle, m_i, context, case, right) for m_i in range(len(cycle.patterns))
+                               for right in RIGHT_CONTEXTS]
+        texts = [p for ctx in LEFT_CONTEXTS if ctx.own_space for p in _left_probes(ctx)]
+        texts += [ctx.probe + CASE_FORMS[case](self._member(c, m_i)) + r.probe for c, m_i, ctx, case, r in probes]
+        encoded = self._encode(texts)
         records = []
         for cycle, m_i, context, case, right in probes:
-            f = self.factors[cycle.factor]
-            member = f.sets[cycle.set_index][m_i]
-            text = CASE_FORMS[case](member)
-            full = encoded[context.probe + text + right.probe]
-            pattern = list(cycle.patterns[m_i])
-            ok = False
-            for probe in _left_probes(context):
-                start = len(encoded[probe])
-                if full[:start] != encoded[probe]:
-                    continue
-                end = start + len(pattern)
-                ok = full[start:end] == pattern and (end == len(full) or self.boundaries.boundary(pattern[-1], full[end]))
-                break
-            surface = context.shown + text + right.shown
-            if not ok and (f.name, surface) not in self._seen_surfaces:
-                self._seen_surfaces.add((f.name, surface))
-                records.append(UnswappableForm(f.name, member, surface, f"{context.label}, {right.label}",
-                                               f"the tokenizer merges it with the following {right.shown!r}"))
+            name, member = self.factors[cycle.factor].name, self._member(cycle, m_i)
+            surface = context.shown + CASE_FORMS[case](member) + right.shown
+            full = encoded[context.probe + CASE_FORMS[case](member) + right.probe]
+            left = encoded[_left_probes(context)[0]]
+            if self._followed_cleanly(full, left, cycle.patterns[m_i]) or (name, surface) in self._seen_surfaces:
+                continue
+            self._seen_surfaces.add((name, surface))
+            records.append(UnswappableForm(name, member, surface, f"{context.label}, {right.label}",
+                                           f"the tokenizer merges it with the following {right.shown!r}"))
         return records
+
+    def _member(self, cycle: _Cycle, m_i: int) -> str:
+        return self.factors[cycle.factor].sets[cycle.set_index][m_i]
+
+    def _followed_cleanly(self, full: list[int], left: list[int], pattern: tuple[int, ...]) -> bool:
+        """Whether ``full`` is ``left``, then ``pattern``, then a token that starts a new word (or nothing)."""
+        end = len(left) + len(pattern)
+        head_ok = full[: len(left)] == left and tuple(full[len(left):end]) == pattern
+        return head_ok and (end == len(full) or self.boundaries.boundary(pattern[-1], full[end]))
 
     # -- tables ------------------------------------------------------------------------------------------------
 
