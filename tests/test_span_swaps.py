@@ -588,7 +588,7 @@ def test_builtin_span_sets(tokenizers):
                                                 "gender_extended": 2}
     for swap in swaps:
         assert SpanSwap.from_spec(swap.to_spec()) == swap
-    for name in ("wordpiece_cased", "sentencepiece"):
+    for name in ("wordpiece", "sentencepiece"):
         SpanSwapAction(swaps, tokenizers[name])  # consistent and disjoint on the other families too
     gpt2 = SpanSwapAction(swaps, tokenizers["gpt2"])
     # On the real GPT-2 vocabulary every member is swappable after a space and at the start, as written.

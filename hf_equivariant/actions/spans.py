@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..groups import FiniteGroup, ProductGroup, cyclic_group
-from .tokens import _load_builtin, builtin_word_set_names
+from .tokens import _load_builtin
 
 __all__ = [
     "CASE_FORMS",
@@ -338,22 +338,30 @@ class SpanSwap:
         return swap
 
 
+def _json_names(folder: Any) -> list[str]:
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def _word_set_folder() -> Any:
+    return resources.files("hf_equivariant") / "data" / "word_sets"
+
+
 def _span_folder() -> Any:
-    return resources.files("hf_equivariant") / "data" / "word_sets" / "spans"
+    return _word_set_folder() / "spans"
 
 
 def builtin_span_set_names() -> list[str]:
     """Names usable with :meth:`SpanSwap.builtin`: the span sets plus the single-word sets."""
-    spans = sorted(p.name[:-5] for p in _span_folder().iterdir() if p.name.endswith(".json"))
-    return spans + [n for n in builtin_word_set_names() if n not in spans]
+    spans = _json_names(_span_folder())
+    return spans + [n for n in _json_names(_word_set_folder()) if n not in spans]
 
 
 def _load_span_set(name: str) -> dict[str, Any]:
     path = _span_folder() / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    if name in builtin_word_set_names():
-        return _load_builtin(name)
+    if name in builtin_span_set_names():
+        return _load_builtin(name)  # a single-word set
     raise ValueError(f"unknown span set {name!r}; built-in sets are {builtin_span_set_names()}")
 
 
@@ -616,7 +624,8 @@ class SpanSwapAction:
 
     def _encode(self, texts: Sequence[str]) -> dict[str, list[int]]:
         unique = sorted(set(texts))
-        ids = self.tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
+        ids = self.tokenizer(unique, add_special_tokens=False, return_attention_mask=False,
+                             return_token_type_ids=False)["input_ids"] if unique else []  # masks cost 5x the time
         return dict(zip(unique, (list(x) for x in ids)))
 
     def _pattern(self, encoded: dict[str, list[int]], context: _Context, text: str) -> tuple[int, ...] | str:
