@@ -20,13 +20,12 @@ import logging
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import torch
 
 from ..groups import FiniteGroup, ProductGroup, cyclic_group
-from .tokens import _load_builtin
+from .word_sets import builtin_word_set_names, span_set_data, span_set_names
 
 __all__ = [
     "CASE_FORMS",
@@ -338,31 +337,14 @@ class SpanSwap:
         return swap
 
 
-def _json_names(folder: Any) -> list[str]:
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
-
-
-def _word_set_folder() -> Any:
-    return resources.files("hf_equivariant") / "data" / "word_sets"
-
-
-def _span_folder() -> Any:
-    return _word_set_folder() / "spans"
-
-
 def builtin_span_set_names() -> list[str]:
     """Names usable with :meth:`SpanSwap.builtin`: the span sets plus the single-word sets."""
-    spans = _json_names(_span_folder())
-    return spans + [n for n in _json_names(_word_set_folder()) if n not in spans]
+    spans = span_set_names()
+    return spans + [n for n in builtin_word_set_names() if n not in spans]
 
 
 def _load_span_set(name: str) -> dict[str, Any]:
-    path = _span_folder() / f"{name}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    if name in builtin_span_set_names():
-        return _load_builtin(name)  # a single-word set
-    raise ValueError(f"unknown span set {name!r}; built-in sets are {builtin_span_set_names()}")
+    return span_set_data(name)
 
 
 # ----------------------------------------------------------------------------------------------------------------

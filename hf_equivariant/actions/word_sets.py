@@ -14,7 +14,8 @@ import re
 from importlib import resources
 from typing import Any
 
-__all__ = ["builtin_word_set_names", "word_set_data", "load_word_set_file", "validate_word_set_data"]
+__all__ = ["builtin_word_set_names", "word_set_data", "load_word_set_file", "validate_word_set_data",
+           "span_set_names", "span_set_data"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -45,6 +46,26 @@ def word_set_data(name: str) -> dict[str, Any]:
             name, str) and (os.sep in name or "/" in name or name.endswith(".json")) else ""
         raise ValueError(f"unknown word set {name!r}; built-in sets are {builtin_word_set_names()}{hint}")
     return validate_word_set_data(json.loads(_read_builtin(name)), source=f"built-in word set {name!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _span_names() -> tuple[str, ...]:
+    return tuple(sorted(p.name[:-5] for p in (_folder() / "spans").iterdir() if p.name.endswith(".json")))
+
+
+def span_set_names() -> list[str]:
+    """Built-in multi-word (span) sets, in ``data/word_sets/spans`` (for classifiers; see SpanSwap)."""
+    return list(_span_names())
+
+
+def span_set_data(name: str) -> dict[str, Any]:
+    """A built-in span set by name, or a single-word set (which is a span set whose members are one word)."""
+    if isinstance(name, str) and name in _span_names():
+        text = (_folder() / "spans" / f"{name}.json").read_text(encoding="utf-8")
+        return validate_word_set_data(json.loads(text), source=f"built-in span set {name!r}")
+    if isinstance(name, str) and name in _builtin_names():
+        return word_set_data(name)
+    raise ValueError(f"unknown span set {name!r}; built-in sets are {span_set_names() + builtin_word_set_names()}")
 
 
 def load_word_set_file(path: str | os.PathLike) -> dict[str, Any]:
