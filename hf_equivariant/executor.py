@@ -25,9 +25,9 @@ import torch
 from .actions.base import GroupAction
 from .aggregation import Aggregation, segment_combine
 from .plans import Copies, Plan, make_plan, realise
-from .sharing import RowLayout, shared_layout
+from .sharing import RowLayout, common_prefix_length, shared_layout
 
-__all__ = ["transform_copies", "run_tokens", "TokenRun", "run_dense", "run_dense_streams", "DenseRun",
+__all__ = ["transform_copies", "run_tokens", "TokenRun", "token_prefix_length", "run_dense", "run_dense_streams", "DenseRun",
            "symmetrise_function"]
 
 
@@ -35,10 +35,18 @@ def transform_copies(action: GroupAction, copies: Copies, x: torch.Tensor, **con
     """``[C, N, ...]``: each copy's transformed inputs (canonicalised by branch, then moved by its element)."""
     c, n = copies.input_elements.shape
     canon = copies.canonicalise
+    if copies.plan.canonicalization != "representative":
+        context = {**context, "canonicalization": copies.plan.canonicalization}
     if bool(canon.any()):
-        masks, which = torch.unique(canon, dim=0, return_inverse=True)
+        per_row = canon.dim() == 3  # [C, N, F]: masks may differ between rows
+        flat = canon.reshape(-1, canon.shape[-1])
+        masks, which = torch.unique(flat, dim=0, return_inverse=True)
         variants = torch.stack([x if not bool(m.any()) else action.canonicalise(x, m, **context) for m in masks])
-        stacked = variants[which.to(variants.device)]  # [C, N, ...]
+        if per_row:  # variant of copy c for row n: variants[which[c, n], n]
+            which = which.view(c, n).to(variants.device)
+            stacked = variants[which, torch.arange(n, device=variants.device)[None].expand(c, n)]
+        else:
+            stacked = variants[which.to(variants.device)]  # [C, N, ...]
     else:
         stacked = x.unsqueeze(0).expand(c, *x.shape)
     moved = action.transform_inputs(stacked.reshape(c * n, *x.shape[1:]), copies.input_elements.reshape(-1))
@@ -73,17 +81,33 @@ class _SupportAggregator:
         self.one_row_each = layout.num_rows == n and bool(torch.equal(layout.row_batch,
                                                                           torch.arange(n, device=device)))
         self.support = action.support(device)
-        parts = action.element_parts(copies.output_elements.to(device))  # [C, N, (T), F]
+        out_elements = copies.output_elements.to(device)
+        if not copies.per_position and bool((out_elements == out_elements[:, :1]).all()):
+            out_elements = out_elements[:, :1]  # the same copies for every row: one table per copy
+        parts = action.element_parts(out_elements)  # [C, N|1, (T), F]
         self.local_maps = action.local_maps(parts)  # [C, N, (T), S]
         self.symmetrise = bool(copies.symmetrise.any())
         if self.symmetrise:
             self.orbits, self.num_orbits = action.local_orbits(copies.symmetrise.to(device))
         self.off: torch.Tensor | None = None
         self.on: torch.Tensor | None = None
+        # Anchor-free multi: each factor's own branch output on the support, to route the split within its orbits.
+        self.route_mask = copies.route_mask
+        plan = copies.plan
+        self.num_factors = len(plan.factor_orders)
+        self.copy_branch = plan.branch.to(device)
+        self.branch_on: dict[int, torch.Tensor] = {}
+        if self.route_mask is not None:
+            orders = torch.tensor(plan.factor_orders, device=device, dtype=torch.float32)
+            self.branch_weight = torch.where(self.copy_branch < self.num_factors,
+                                             1.0 / orders[self.copy_branch.clamp_max(self.num_factors - 1)],
+                                             torch.zeros_like(orders[:1]).expand(self.copy_branch.shape[0]))
 
     def add(self, start: int, logits: torch.Tensor) -> None:
         """Fold base rows ``start .. start + len(logits)`` (their raw logits ``[r, T, V]``) into the result."""
         layout, agg = self.layout, self.agg
+        if logits.shape[1] > self.positions:  # the whole context was run: keep the positions asked for
+            logits = logits[:, -self.positions:]
         values = agg.to_space(logits)
         r, t = values.shape[0], values.shape[1]
         stop = start + r
@@ -124,13 +148,45 @@ class _SupportAggregator:
         w = self.copy_weights[copy_idx, row_idx]
         w = w[:, -t:, None] if w.dim() == 2 else w
         self.on = agg.merge(self.on, segment_combine(agg, chosen, w, row_idx, n))
+        if self.route_mask is not None:
+            branches = self.copy_branch[copy_idx]
+            for b in range(self.num_factors):
+                sel = (branches == b).nonzero().flatten()
+                if sel.numel():
+                    part = segment_combine(agg, chosen[sel], self.branch_weight[copy_idx[sel]], row_idx[sel], n)
+                    self.branch_on[b] = agg.merge(self.branch_on.get(b), part)
+
+    def _routed(self, mixture: torch.Tensor) -> torch.Tensor:
+        """Route the split within each factor's orbits to that factor's own branch (anchor-free design 2):
+        ``y[w] = pool_O(M)[w] + B_j[w] - pool_O(B_j)[w]`` on factor j's support, where multi is used."""
+        t = mixture.shape[1]
+        route = self.route_mask[:, -t:, None].to(mixture.device)
+        tables = self.action.tables(mixture.device)
+        factor_of_support = tables["factor_of"][self.support.to(mixture.device)]
+        out = mixture
+        for j in range(self.num_factors):
+            branch = self.branch_on.get(j)
+            if branch is None:
+                continue
+            mask = torch.zeros(self.num_factors, dtype=torch.bool, device=mixture.device)
+            mask[j] = True
+            orbits, num = self.action.local_orbits(mask)
+            orbits = orbits.expand_as(mixture)
+            routed = self.agg.pool_orbits(mixture, orbits, num) + branch - self.agg.pool_orbits(branch, orbits, num)
+            out = torch.where(route & (factor_of_support == j), routed, out)
+        return out
 
     def finish(self) -> torch.Tensor:
         out = self.off
         if out is None:
             raise RuntimeError("no rows were aggregated")
         if self.on is not None and self.support.numel():
-            out[..., self.support.to(out.device)] = self.on.to(out.dtype)
+            on = self._routed(self.on) if self.route_mask is not None and self.branch_on else self.on
+            index = self.support.to(out.device)
+            if out.requires_grad or on.requires_grad:  # out of place, so autograd sees both
+                out = out.index_copy(-1, index, on.to(out.dtype))
+            else:
+                out.index_copy_(-1, index, on.to(out.dtype))
         return self.agg.finish(out)
 
 
@@ -145,14 +201,16 @@ def run_tokens(
     context_mask: torch.Tensor | None = None,
     share: bool = True,
     max_rows: int | None = None,
-    on_layout: Callable[[RowLayout], None] | None = None,
+    on_layout: Callable[[RowLayout], bool | None] | None = None,
 ) -> TokenRun:
     """Equivariant next-token logits for ``input_ids [N, T]`` under ``plan``.
 
     ``context_ids [N, Tc]`` is the whole sequence so far when ``input_ids`` holds only its last ``T`` tokens (with a
     cache); orientation and sharing are computed on it. ``call(start, stop, row_ids, layout)`` runs the base model
     on base rows ``start..stop`` (``row_ids [stop-start, T]``) and returns their logits; it is called once, or in
-    chunks of ``max_rows`` rows. ``on_layout`` sees the row layout before the first call (to fork a cache).
+    chunks of ``max_rows`` rows. ``on_layout`` sees the row layout before the first call (to fork a cache); if it
+    returns True the cache does not hold this layout's prefix, and the whole context is run instead (the outputs of
+    the last ``T`` positions are returned either way).
     """
     if context_ids is None:
         context_ids = input_ids
@@ -162,20 +220,35 @@ def run_tokens(
     if copies.per_position:
         copies.output_elements = copies.output_elements[:, :, -new_tokens:]
         copies.symmetrise = copies.symmetrise[:, :, -new_tokens:]
+    if copies.weights.dim() == 3:
+        copies.weights = copies.weights[:, :, -new_tokens:]
+    if copies.route_mask is not None:
+        copies.route_mask = copies.route_mask[:, -new_tokens:]
     transformed = transform_copies(action, copies, context_ids)  # [C, N, Tc]
     if share:
         layout = shared_layout(transformed, new_tokens)
     else:
         layout = RowLayout.all_copies(copies.num_copies, input_ids.shape[0], input_ids.device)
-    if on_layout is not None:
-        on_layout(layout)
-    row_ids = layout.select_rows(transformed[..., -new_tokens:])
+    run_tokens_of = new_tokens
+    if on_layout is not None and on_layout(layout):
+        run_tokens_of = transformed.shape[-1]
+        layout = shared_layout(transformed, run_tokens_of) if share else layout
+        if on_layout(layout):
+            raise RuntimeError("the wrapper could not prepare a cache for the whole context")
+    row_ids = layout.select_rows(transformed[..., -run_tokens_of:])
     aggregator = _SupportAggregator(action, copies, layout, aggregation, new_tokens)
     step = layout.num_rows if max_rows is None else max(1, int(max_rows))
     for start in range(0, layout.num_rows, step):
         stop = min(start + step, layout.num_rows)
         aggregator.add(start, call(start, stop, row_ids[start:stop], layout))
     return TokenRun(aggregator.finish(), layout, copies)
+
+
+def token_prefix_length(plan: Plan, action: Any, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> int:
+    """How many leading positions every copy of every row shares (run once, then fork at the first difference)."""
+    valid = mask.bool() if mask is not None and mask.shape == input_ids.shape else None
+    copies = realise(plan, action, input_ids, valid=valid)
+    return common_prefix_length(transform_copies(action, copies, input_ids))
 
 
 # ---------------------------------------------------------------------------------------------------- dense

@@ -11,6 +11,16 @@ direct product, or the cyclic subgroups of the generating transforms of any othe
 - ``canonical``: one copy of the input moved to its canonical pose (orientation); the output is moved back, and
   factors the orientation cannot see (a word absent from the text) are symmetrised.
 - ``none``: the base model itself (one identity copy), for comparisons.
+- ``auto``: per position, the exact orbit average (``full``) while its distinct copies are no more than anchor-free
+  ``multi``'s, else anchor-free ``multi``; the choice depends only on which factors occur in the context so far,
+  a group-invariant statistic, so every position stays exact and causal.
+
+Design 2 has two canonicalisations. ``representative`` (the paper's) replaces the other factors' words by the first
+member of their set, so every variant of a prompt is answered like the variant of that member (the anchor effect,
+docs/fairness.md). ``neutral`` replaces them by an input that privileges no member (the action decides: the mean
+embedding of the word's orbit for tokens), weighs each branch by whether its factor occurs in the context
+(a group-invariant weight; absent factors get none) and routes the split within each factor's orbits to that
+factor's own branch.
 
 New strategies register a builder with :func:`register_strategy`; the rules of which strategy is valid for which
 group and output kind are in :func:`check_strategy`, here and nowhere else.
@@ -19,6 +29,7 @@ group and output kind are in :func:`check_strategy`, here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +37,13 @@ import torch
 
 from .groups import DirectProductGroup, Group, cyclic_group
 
-__all__ = ["STRATEGIES", "BRANCH_WEIGHTINGS", "OUTPUT_KINDS", "Plan", "Copies", "make_plan", "realise",
+__all__ = ["STRATEGIES", "BRANCH_WEIGHTINGS", "OUTPUT_KINDS", "CANONICALIZATIONS", "Plan", "Copies", "make_plan",
+           "realise", "check_canonicalization",
            "check_strategy", "register_strategy", "strategy_names", "check_branch_weighting"]
 
 BRANCH_WEIGHTINGS = ("size", "equal")
 OUTPUT_KINDS = ("equivariant", "invariant")
+CANONICALIZATIONS = ("representative", "neutral")
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,11 @@ class Plan:
     symmetrise: torch.Tensor
     orient: bool = False
     parts: torch.Tensor | None = None
+    canonicalization: str = "representative"
+    branch_weights: str = "fixed"
+    route: bool = False
+    auto: bool = False
+    branch_weighting: str = "size"
 
     @property
     def num_copies(self) -> int:
@@ -94,12 +112,12 @@ class Plan:
         return "\n".join(lines)
 
 
-StrategyBuilder = Callable[[Group, str, str], Plan]
+StrategyBuilder = Callable[..., Plan]
 _STRATEGIES: dict[str, StrategyBuilder] = {}
 
 
 def register_strategy(name: str) -> Callable[[StrategyBuilder], StrategyBuilder]:
-    """Decorator registering ``builder(group, branch_weighting, output) -> Plan`` under ``name``."""
+    """Decorator registering ``builder(group, branch_weighting, output, canonicalization) -> Plan`` under ``name``."""
     def decorate(builder: StrategyBuilder) -> StrategyBuilder:
         _STRATEGIES[name] = builder
         return builder
@@ -117,6 +135,12 @@ def check_branch_weighting(name: str) -> str:
     return name
 
 
+def check_canonicalization(name: str) -> str:
+    if not isinstance(name, str) or name not in CANONICALIZATIONS:
+        raise ValueError(f"unknown canonicalization {name!r}; choose one of {CANONICALIZATIONS}")
+    return name
+
+
 def check_strategy(strategy: str, group: Group | None = None, output: str = "equivariant",
                    can_orient: bool = True, allowed: Sequence[str] | None = None) -> str:
     """Return ``strategy`` if it can be exact for ``group`` and this kind of output, else raise a clear error.
@@ -130,6 +154,8 @@ def check_strategy(strategy: str, group: Group | None = None, output: str = "equ
         raise ValueError(f"unknown output kind {output!r}; choose one of {OUTPUT_KINDS}")
     if strategy == "canonical" and not can_orient:
         raise ValueError("strategy 'canonical' needs an action that can orient its inputs")
+    if group is not None and strategy == "auto" and not group.is_direct_product:
+        raise ValueError(f"strategy 'auto' needs a direct product of factors, got {group.name!r}")
     if group is not None and strategy == "multi" and output == "equivariant" and not group.factors_commute:
         raise ValueError(
             f"strategy 'multi' needs commuting factors for an equivariant output, but the generators of "
@@ -152,22 +178,22 @@ def _factor_orders(group: Group) -> tuple[int, ...]:
 
 
 def _plan(group: Group, strategy: str, elements: list[int], branch: list[int], weights: list[float],
-          canonicalise: torch.Tensor, symmetrise: torch.Tensor, orient: bool = False) -> Plan:
+          canonicalise: torch.Tensor, symmetrise: torch.Tensor, orient: bool = False, **options: Any) -> Plan:
     elements_t = torch.tensor(elements, dtype=torch.long)
     parts = group.elements[elements_t] if isinstance(group, DirectProductGroup) else None
     return Plan(strategy, _factor_orders(group), elements_t, torch.tensor(branch, dtype=torch.long),
-                torch.tensor(weights, dtype=torch.float32), canonicalise, symmetrise, orient, parts)
+                torch.tensor(weights, dtype=torch.float32), canonicalise, symmetrise, orient, parts, **options)
 
 
 @register_strategy("none")
-def _none_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+def _none_plan(group: Group, branch_weighting: str, output: str, canonicalization: str = "representative") -> Plan:
     n = len(_factor_orders(group))
     off = torch.zeros(1, n, dtype=torch.bool)
     return _plan(group, "none", [0], [0], [1.0], off, off.clone())
 
 
 @register_strategy("full")
-def _full_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+def _full_plan(group: Group, branch_weighting: str, output: str, canonicalization: str = "representative") -> Plan:
     n = len(_factor_orders(group))
     c = group.order
     off = torch.zeros(1, n, dtype=torch.bool)
@@ -175,14 +201,14 @@ def _full_plan(group: Group, branch_weighting: str, output: str) -> Plan:
 
 
 @register_strategy("canonical")
-def _canonical_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+def _canonical_plan(group: Group, branch_weighting: str, output: str, canonicalization: str = "representative") -> Plan:
     n = len(_factor_orders(group))
     return _plan(group, "canonical", [0], [0], [1.0], torch.zeros(1, n, dtype=torch.bool),
                  torch.ones(1, n, dtype=torch.bool), orient=True)
 
 
 @register_strategy("multi")
-def _multi_plan(group: Group, branch_weighting: str, output: str) -> Plan:
+def _multi_plan(group: Group, branch_weighting: str, output: str, canonicalization: str = "representative") -> Plan:
     n = group.num_factor_subgroups
     if n == 0:  # the trivial group: one identity copy
         return _full_plan(group, branch_weighting, output)
@@ -196,7 +222,27 @@ def _multi_plan(group: Group, branch_weighting: str, output: str) -> Plan:
             weights.append(1.0 / total if branch_weighting == "size" else 1.0 / (n * orders[i]))
     others = ~torch.eye(n, dtype=torch.bool)
     canonicalise = others.clone() if group.factors_commute else torch.ones(n, n, dtype=torch.bool)
-    return _plan(group, "multi", elements, branch, weights, canonicalise, others.clone())
+    neutral = canonicalization == "neutral"
+    return _plan(group, "multi", elements, branch, weights, canonicalise, others.clone(),
+                 canonicalization=canonicalization, branch_weights="present" if neutral else "fixed", route=neutral,
+                 branch_weighting=branch_weighting)
+
+
+@register_strategy("auto")
+def _auto_plan(group: Group, branch_weighting: str, output: str, canonicalization: str = "neutral") -> Plan:
+    """Anchor-free multi's copies (branches 0..N-1) followed by the full orbit (branch N); ``realise`` weighs them per
+    position: the orbit where its distinct copies are no more than multi's, multi elsewhere."""
+    multi = _multi_plan(group, branch_weighting, output, "neutral")
+    full = _full_plan(group, branch_weighting, output)
+    n = multi.num_branches
+    return Plan("auto", multi.factor_orders, torch.cat([multi.elements, full.elements]),
+                torch.cat([multi.branch, torch.full_like(full.elements, n)]),
+                torch.cat([multi.weights, full.weights]),
+                torch.cat([multi.canonicalise, torch.zeros(1, n, dtype=torch.bool)]),
+                torch.cat([multi.symmetrise, torch.zeros(1, n, dtype=torch.bool)]),
+                parts=None if multi.parts is None else torch.cat([multi.parts, full.parts]),
+                canonicalization="neutral", branch_weights="present", route=True, auto=True,
+                branch_weighting=branch_weighting)
 
 
 #: The built-in strategies (see :func:`strategy_names` for everything registered).
@@ -204,7 +250,8 @@ STRATEGIES = ("full", "multi", "canonical")
 
 
 def make_plan(group_or_orders: Group | Sequence[int], strategy: str, branch_weighting: str = "size",
-              output: str = "equivariant", deduplicate: bool = False) -> Plan:
+              output: str = "equivariant", deduplicate: bool = False,
+              canonicalization: str = "representative") -> Plan:
     """The plan of ``strategy`` for a group (or for a direct product of cyclic groups of the given orders).
 
     ``branch_weighting`` (multi only): ``"size"`` weighs every copy equally, so branch i gets ``|Gi| / sum |Gj|``
@@ -215,7 +262,8 @@ def make_plan(group_or_orders: Group | Sequence[int], strategy: str, branch_weig
     group = _as_group(group_or_orders)
     check_strategy(strategy, group, output)
     check_branch_weighting(branch_weighting)
-    plan = _STRATEGIES[strategy](group, branch_weighting, output)
+    check_canonicalization(canonicalization)
+    plan = _STRATEGIES[strategy](group, branch_weighting, output, canonicalization)
     if deduplicate and output == "invariant" and plan.num_copies > 1:
         plan = _deduplicate(plan)
     return plan
@@ -233,9 +281,8 @@ def _deduplicate(plan: Plan) -> Plan:
     remap = torch.empty(unique.shape[0], dtype=torch.long)
     remap[inverse[first]] = torch.arange(first.numel())
     weights = torch.zeros(first.numel()).index_add_(0, remap[inverse], plan.weights)
-    return Plan(plan.strategy, plan.factor_orders, plan.elements[first], plan.branch[first], weights,
-                plan.canonicalise, plan.symmetrise, plan.orient,
-                None if plan.parts is None else plan.parts[first])
+    return dataclasses.replace(plan, elements=plan.elements[first], branch=plan.branch[first], weights=weights,
+                               parts=None if plan.parts is None else plan.parts[first])
 
 
 # ---------------------------------------------------------------------------------------------------- realisation
@@ -245,12 +292,15 @@ class Copies:
 
     Attributes:
         plan: the plan.
-        canonicalise: ``[C, F]`` factors removed from the input of each copy before its element is applied.
+        canonicalise: ``[C, F]`` (or per row ``[C, N, F]``) factors removed from the input of each copy before its
+            element is applied.
         input_elements: ``[C, N]`` element applied to (the canonicalised) input row ``n`` by copy ``c``.
         output_elements: ``[C, N]`` or ``[C, N, T]``: the output of copy ``c`` is mapped back by the inverse of this
             element (per position for oriented sequences).
         symmetrise: ``[C, 1|N, F]`` or ``[C, N, T, F]`` factors each copy's output is averaged over.
-        weights: ``[C]`` (or broadcastable ``[C, N, ...]``) weight of each copy.
+        weights: ``[C]`` weight of each copy, or ``[C, N, T]`` per row and position.
+        route_mask: ``[N, T]`` positions whose support columns are routed to each factor's own branch
+            (anchor-free multi), or ``None``.
     """
 
     plan: Plan
@@ -259,6 +309,7 @@ class Copies:
     output_elements: torch.Tensor
     symmetrise: torch.Tensor
     weights: torch.Tensor
+    route_mask: torch.Tensor | None = None
 
     @property
     def num_copies(self) -> int:
@@ -274,8 +325,10 @@ def realise(plan: Plan, action: Any, x: torch.Tensor, *, valid: torch.Tensor | N
             **context: Any) -> Copies:
     """The copies of ``plan`` for the inputs ``x`` (``[N, ...]``); ``valid`` marks padding of sequences.
 
-    Every strategy but ``canonical`` runs the same copies for every input; ``canonical`` asks the action to orient
-    each input (per position for sequences, so the result stays causal).
+    ``full`` and representative ``multi`` run the same copies with the same weights for every input. ``canonical``
+    asks the action to orient each input (per position for sequences, so the result stays causal). Anchor-free
+    ``multi`` and ``auto`` weigh copies per position by which factors occur in the context so far (the action's
+    ``presence``), a group-invariant statistic.
     """
     n = x.shape[0]
     device = x.device
@@ -287,5 +340,68 @@ def realise(plan: Plan, action: Any, x: torch.Tensor, *, valid: torch.Tensor | N
         return Copies(plan, torch.zeros(1, f, dtype=torch.bool, device=device), o.input_elements[None],
                       o.output_elements[None], unresolved[None], plan.weights.to(device))
     elements = plan.elements.to(device)[:, None].expand(-1, n)
-    return Copies(plan, plan.copy_canonicalise().to(device), elements, elements,
-                  plan.copy_symmetrise().to(device)[:, None, :], plan.weights.to(device))
+    copies = Copies(plan, plan.copy_canonicalise().to(device), elements, elements,
+                    plan.copy_symmetrise().to(device)[:, None, :], plan.weights.to(device))
+    if plan.branch_weights == "present":
+        _presence_weights(plan, copies, action.presence(x, valid))
+    return copies
+
+
+def _presence_weights(plan: Plan, copies: Copies, present: torch.Tensor) -> None:
+    """Per-position copy weights ``[C, N, T]`` from factor presence ``[N, T, F]`` (and, for ``auto``, the mode).
+
+    Anchor-free multi: branch i gets ``|Gi| [i present]`` (size weighting; ``[i present]`` for equal weighting),
+    normalised over present factors, shared equally by its copies; where no factor is present every copy coincides
+    and the plan's fixed weights are used. ``auto`` also compares, per position, the distinct copies of the orbit
+    average over the present factors (prod |Gi|) with those of anchor-free multi (sum |Gi| plus one row shared by
+    the absent factors' branches) and gives the orbit copies all the weight where it is not larger; routing applies
+    only where multi is used. Copies a row never needs become copies of the input itself (free under sharing).
+    """
+    device = present.device
+    orders = torch.tensor(plan.factor_orders, device=device, dtype=torch.float32)
+    branch = plan.branch.to(device)
+    nf = orders.numel()
+    n_rows, n_pos = present.shape[:2]
+    presence = present.float()  # [N, T, F]
+    is_multi = branch < nf
+    branch_of = branch.clamp_max(nf - 1)
+    pb = presence[..., branch_of].permute(2, 0, 1)  # [C, N, T]: is the copy's factor present?
+    if plan.branch_weighting == "size":
+        multi_w = pb / (presence * orders).sum(-1).clamp_min(1)[None]
+    else:
+        multi_w = pb / (orders[branch_of].view(-1, 1, 1) * presence.sum(-1).clamp_min(1)[None])
+    fixed = plan.weights.to(device) * is_multi
+    fixed = fixed / fixed.sum()
+    none_present = ~present.any(-1)  # [N, T]: every multi copy coincides here
+    multi_w = torch.where(none_present[None], fixed.view(-1, 1, 1).expand_as(multi_w), multi_w) * is_multi.view(-1, 1, 1)
+    route = torch.ones(n_rows, n_pos, dtype=torch.bool, device=device)
+    weights = multi_w
+    if plan.auto:
+        full_rows = torch.where(present, orders, torch.ones_like(orders)).prod(-1)  # [N, T]
+        multi_rows = (presence * orders).sum(-1) + (present.sum(-1) < nf).float()
+        orbit_mode = full_rows <= multi_rows
+        orbit_w = (~is_multi).float() / max(1, int((~is_multi).sum()))
+        weights = torch.where(orbit_mode[None], orbit_w.view(-1, 1, 1).expand_as(multi_w), multi_w)
+        route = ~orbit_mode
+        # Orbit copies only need the factors present at the last orbit-mode position (P*): restrict their elements
+        # there. Every orbit-mode position stays exact, and sharing merges copies that differ only beyond it.
+        last = (orbit_mode.long() * torch.arange(1, n_pos + 1, device=device)).argmax(-1)  # [N]
+        p_star = present.gather(1, last.view(-1, 1, 1).expand(-1, 1, nf))[:, 0].long()  # [N, F]
+        parts = plan.parts.to(device)  # [C, F]
+        strides = torch.tensor([int(torch.tensor(plan.factor_orders[i + 1:]).prod()) for i in range(nf)],
+                               device=device)
+        restricted = ((parts[:, None, :] * p_star[None]) * strides).sum(-1)  # [C, N]
+        # Inputs use the restricted element; outputs are still mapped back by the whole element, which is what
+        # symmetrises the orbit average over factors absent from the text.
+        copies.input_elements = torch.where(is_multi[:, None], copies.input_elements, restricted)
+        elements = copies.input_elements
+        multi_needed = route.any(-1)  # [N]
+        unused = torch.where(is_multi[:, None], ~multi_needed[None], torch.zeros_like(multi_needed)[None])
+        if bool(unused.any()):  # such copies become the input itself: shared with the identity copy
+            copies.input_elements = torch.where(unused, torch.zeros_like(elements), copies.input_elements)
+            copies.output_elements = torch.where(unused, torch.zeros_like(elements), copies.output_elements)
+            canon = copies.canonicalise[:, None, :].expand(-1, n_rows, -1)
+            copies.canonicalise = canon & ~unused[..., None]
+            copies.symmetrise = copies.symmetrise.expand(-1, n_rows, -1) & ~unused[..., None]
+    copies.weights = weights  # [C, N, T]
+    copies.route_mask = route if plan.route else None

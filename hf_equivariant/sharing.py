@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["RowLayout", "distinct_rows", "shared_layout"]
+__all__ = ["RowLayout", "distinct_rows", "shared_layout", "common_prefix_length"]
 
 
 @dataclass
@@ -33,6 +33,8 @@ class RowLayout:
     dense: bool
     parent_rows: torch.Tensor | None = None
     parent_count: int = 0
+    sequences: torch.Tensor | None = None
+    parent_sequences: torch.Tensor | None = None
 
     @classmethod
     def all_copies(cls, num_copies: int, batch: int, device: torch.device) -> RowLayout:
@@ -102,27 +104,46 @@ class RowLayout:
         new_starts = torch.cumsum(lengths, 0) - lengths
         new_of_copy = self.row_of_copy[:, beam_idx] - starts[beam_idx][None, :] + new_starts[None, :]
         new_batch = torch.repeat_interleave(torch.arange(beam_idx.shape[0], device=self.device), lengths)
-        return RowLayout(new_of_copy, new_batch, False)
+        sequences = None
+        if self.sequences is not None:
+            sequences = self.sequences[self.reorder_rows(beam_idx)].clone()
+            sequences[:, 0] = new_batch
+        return RowLayout(new_of_copy, new_batch, False, sequences=sequences)
 
 
-def distinct_rows(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Group ``[C, N, T]`` sequences by (input row, content): ``(row_of_copy [C, N], row_batch [R], R)``."""
+def _distinct(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(unique [R, T+1] rows keyed by input row, inverse [C, N])`` of ``[C, N, T]`` sequences."""
     c, n, t = sequences.shape
     batch_col = torch.arange(n, device=sequences.device).expand(c, n)
     keyed = torch.cat([batch_col[..., None], sequences], dim=-1).reshape(c * n, t + 1)
     unique, inverse = torch.unique(keyed, dim=0, return_inverse=True)
-    return inverse.view(c, n), unique[:, 0], int(unique.shape[0])
+    return unique, inverse.view(c, n)
+
+
+def distinct_rows(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Group ``[C, N, T]`` sequences by (input row, content): ``(row_of_copy [C, N], row_batch [R], R)``."""
+    unique, inverse = _distinct(sequences)
+    return inverse, unique[:, 0], int(unique.shape[0])
 
 
 def shared_layout(sequences: torch.Tensor, new_tokens: int) -> RowLayout:
     """The shared layout of transformed sequences ``[C, N, T]`` whose last ``new_tokens`` positions are new, with
     ``parent_rows`` linking it to the layout of the prefix (what a cache holds)."""
-    row_of_copy, row_batch, num_rows = distinct_rows(sequences)
-    layout = RowLayout(row_of_copy, row_batch, False)
+    unique, row_of_copy = _distinct(sequences)
+    num_rows = int(unique.shape[0])
+    layout = RowLayout(row_of_copy, unique[:, 0], False, sequences=unique)
     past = sequences.shape[-1] - new_tokens
     if past > 0:
-        prefix_row, _, prefix_count = distinct_rows(sequences[..., :past])
+        prefix_unique, prefix_row = _distinct(sequences[..., :past])
         parent = torch.empty(num_rows, dtype=torch.long, device=sequences.device)
         parent[row_of_copy.reshape(-1)] = prefix_row.reshape(-1)
-        layout.parent_rows, layout.parent_count = parent, prefix_count
+        layout.parent_rows, layout.parent_count = parent, int(prefix_unique.shape[0])
+        layout.parent_sequences = prefix_unique
     return layout
+
+
+def common_prefix_length(sequences: torch.Tensor) -> int:
+    """Length of the prefix on which all copies ``[C, N, T]`` of every input row agree (``T`` if they all do)."""
+    differs = (sequences != sequences[:1]).any(0).any(0)  # [T]
+    hits = differs.nonzero()
+    return int(hits[0]) if hits.numel() else int(sequences.shape[-1])

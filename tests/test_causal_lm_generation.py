@@ -117,8 +117,11 @@ def test_sharing_gives_identical_logits_and_ids(tiny_base, word_tokenizer, small
 
 def _count_rows(model):
     rows = []
-    model.base.register_forward_pre_hook(lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]),
-                                         with_kwargs=True)
+    def count(module, args, kwargs):
+        given = kwargs.get("input_ids")
+        rows.append((given if given is not None else kwargs["inputs_embeds"]).shape[0])
+
+    model.base.register_forward_pre_hook(count, with_kwargs=True)
     return rows
 
 
@@ -136,7 +139,7 @@ def test_rows_without_sharing_are_plan_copies(tiny_base, word_tokenizer, small_f
 def test_rows_with_sharing_equal_distinct_sequences(tiny_base, word_tokenizer, small_factors):
     """'the man worked as' under gender x race x religion: 2 distinct rows until a race/religion word appears;
     at every step the row count equals the number of distinct transformed sequences."""
-    model = wrap(tiny_base, word_tokenizer, small_factors, strategy="multi")
+    model = wrap(tiny_base, word_tokenizer, small_factors, strategy="multi", canonicalization="representative")
     rows = _count_rows(model)
     ids = word_tokenizer("the man worked as", return_tensors="pt")["input_ids"]
     out = gen(model, ids, max_new_tokens=12, do_sample=True, top_k=60)

@@ -302,6 +302,12 @@ class TokenPermutationAction(GroupAction):
         support = (factor_of >= 0).nonzero().flatten()
         local_of = torch.full((self.vocab_size,), -1, dtype=torch.long, device=cpu)
         local_of[support] = torch.arange(support.numel(), device=cpu)
+        # Ids vocab_size + k stand for "the neutral input of cycle k" (anchor-free design 2): fixed by every element.
+        self.num_cycles = len(cycles)
+        pad = self.num_cycles
+        factor_of = torch.cat([factor_of, torch.full((pad,), -1, dtype=torch.long, device=cpu)])
+        position = torch.cat([position, torch.zeros(pad, dtype=torch.long, device=cpu)])
+        cycle_of = torch.cat([cycle_of, torch.zeros(pad, dtype=torch.long, device=cpu)])
         self._tables = {
             "factor_of": factor_of, "position": position, "cycle_of": cycle_of,
             "cycles": torch.tensor(cycles, dtype=torch.long, device=cpu),
@@ -349,9 +355,10 @@ class TokenPermutationAction(GroupAction):
         """Apply product elements to token ids.
 
         ``ids``: ``[..., T]``; ``parts``: ``[..., N]`` factor indices broadcastable to ``ids``' leading shape, or
-        ``[..., T, N]`` for one element per position.
+        ``[..., T, N]`` for one element per position. Neutral ids (see :meth:`canonicalise`) are fixed.
         """
-        self.check_ids(ids)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size + self.num_cycles):
+            self.check_ids(ids)
         t = self.tables(ids.device)
         parts = parts.to(ids.device)
         factor = t["factor_of"][ids]  # [..., T]
@@ -365,16 +372,36 @@ class TokenPermutationAction(GroupAction):
         new_pos = (t["position"][ids] + shift) % order
         return torch.where(moved, t["cycles"][cycle, new_pos], ids)
 
-    def canonicalise(self, ids: torch.Tensor, factor_mask: torch.Tensor, **context: Any) -> torch.Tensor:
-        """Map tokens of the factors in ``factor_mask`` (``[..., N]`` bool) to the first member of their set.
+    def canonicalise(self, ids: torch.Tensor, factor_mask: torch.Tensor, canonicalization: str = "representative",
+                     **context: Any) -> torch.Tensor:
+        """Remove the action of the factors in ``factor_mask`` (``[..., N]`` bool) from token ids.
 
-        This is invariant to those factors and commutes with the others (disjoint supports).
+        ``representative`` (the paper's) maps each of their tokens to the first member of its set; ``neutral`` maps
+        it to the id ``vocab_size + k`` of its cycle ``k``, which stands for an input that privileges no member (the
+        wrapper feeds the mean embedding of the cycle there). Both are invariant to those factors and commute with
+        the others (disjoint supports).
         """
         t = self.tables(ids.device)
         factor = t["factor_of"][ids]
         mask = factor_mask.to(ids.device).expand(*ids.shape[:-1], factor_mask.shape[-1])
         selected = (factor >= 0) & torch.gather(mask, -1, factor.clamp_min(0))
+        if canonicalization == "neutral":
+            return torch.where(selected, self.vocab_size + t["cycle_of"][ids], ids)
+        if canonicalization != "representative":
+            raise ValueError(f"unknown canonicalization {canonicalization!r}")
         return torch.where(selected, t["cycles"][t["cycle_of"][ids], 0], ids)
+
+    def neutral_embeddings(self, embedding_weight: torch.Tensor) -> torch.Tensor:
+        """``[num_cycles, d]``: the mean input embedding of each cycle's members (the neutral inputs' embeddings)."""
+        t = self.tables(embedding_weight.device)
+        cycles, orders = t["cycles"], t["cycle_order"]
+        members = torch.arange(cycles.shape[1], device=cycles.device)[None] < orders[:, None]  # padded columns off
+        gathered = embedding_weight[cycles]  # [K, max_order, d]
+        return (gathered * members[..., None]).sum(1) / orders[:, None].to(gathered.dtype)
+
+    def presence(self, ids: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, N]``: whether each factor has a token in ``ids[:, :t+1]`` (group-invariant, causal)."""
+        return self.orientation(ids, valid)[1]
 
     def transform_inputs(self, ids: torch.Tensor, elements: torch.Tensor | int) -> torch.Tensor:
         return self.act(ids, self.element_parts(elements if not torch.is_tensor(elements) else elements.to(ids.device)))
@@ -407,11 +434,12 @@ class TokenPermutationAction(GroupAction):
         every other token has its own id. Averaging a distribution over these orbits symmetrises it.
         """
         t = self.tables(device)
-        factor = t["factor_of"]
+        factor = t["factor_of"][: self.vocab_size]
         mask = factor_mask.to(device)
         selected = (factor >= 0) & mask[..., factor.clamp_min(0)]
         num_cycles = t["cycles"].shape[0]
-        index = torch.where(selected, t["cycle_of"], torch.arange(self.vocab_size, device=device) + num_cycles)
+        index = torch.where(selected, t["cycle_of"][: self.vocab_size],
+                            torch.arange(self.vocab_size, device=device) + num_cycles)
         return index, num_cycles + self.vocab_size
 
     def symmetrise_outputs(self, y: torch.Tensor, factor_mask: torch.Tensor) -> torch.Tensor:

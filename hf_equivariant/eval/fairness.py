@@ -76,7 +76,7 @@ __all__ = [
 #: model. Entries the installed version does not support are skipped at run time ("not available").
 STRATEGY_TABLE: dict[str, dict[str, Any]] = {
     "full": {"strategy": "full"},
-    "multi": {"strategy": "multi"},
+    "multi": {"strategy": "multi", "canonicalization": "representative"},
     "multi-neutral": {"strategy": "multi", "canonicalization": "neutral"},
     "canonical": {"strategy": "canonical"},
     "auto": {"strategy": "auto"},

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CACHE_KWARGS", "find_cache", "ChunkedCache", "cache_device"]
+__all__ = ["CACHE_KWARGS", "find_cache", "ChunkedCache", "cache_device", "empty_cache"]
 
 CACHE_KWARGS = ("cache", "past_key_values")
 
@@ -90,3 +90,15 @@ class ChunkedCache:
         if not self.pieces:
             return None
         return _join_into(self.pieces[0], self.pieces) if len(self.pieces) > 1 else self.pieces[0]
+
+
+def empty_cache(cache: Any) -> None:
+    """Drop every cached state in place (the cache object stays the one ``generate`` holds)."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        raise ValueError(f"the {type(cache).__name__} cache cannot be emptied in place; use a DynamicCache")
+    for layer in layers:
+        layer.is_initialized = False
+        layer.keys, layer.values = None, None
+        if isinstance(getattr(layer, "cumulative_length", None), int):
+            layer.cumulative_length = 0

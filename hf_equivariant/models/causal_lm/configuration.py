@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ...actions.tokens import WordSwap
+from ...plans import check_canonicalization
 from ..base import EquivariantConfigMixin, check_bool, check_count, nested_config
 
 __all__ = ["EquivariantCausalLMConfig"]
@@ -19,7 +20,11 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
     Args:
         text_config: the base model's config (a ``PretrainedConfig`` or its dict with ``model_type``).
         groups: word-swap factor specs (``WordSwap.to_spec()``: name, words and resolved token ids).
-        strategy: ``"full"`` (prod |Gi| copies), ``"multi"`` (sum |Gi|, the paper's design 2) or ``"canonical"`` (1).
+        strategy: ``"auto"`` (the exact orbit average where it costs no more than anchor-free multi, else anchor-free
+            multi), ``"full"`` (prod |Gi| copies), ``"multi"`` (sum |Gi|, design 2), ``"canonical"`` (1) or ``"none"``.
+        canonicalization: design 2's treatment of the other factors' words: ``"neutral"`` (anchor-free: the mean
+            embedding of the word's orbit, presence weights and routing) or ``"representative"`` (the paper's: the
+            first member of the set). A saved config without this field is a 0.1 checkpoint: representative.
         aggregation: ``"mean_prob"``, ``"mean_logits"`` or ``"max_prob"``.
         branch_weighting: ``"size"`` or ``"equal"`` (multi only).
         base_model_name_or_path / base_model_revision: where the base came from (needed by light saves).
@@ -27,10 +32,11 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
             by name.
         max_rows: cap on base-model rows per forward call (bounds memory; ``None`` = no cap).
         share_identical_copies: run copies whose transformed sequences are identical once (copy-on-diverge).
+        share_common_prefix: run the prefix every copy of a row shares once and fork at the first difference.
     """
 
     model_type = "hf_equivariant_causal_lm"
-    allowed_strategies = ("full", "multi", "canonical", "none")
+    allowed_strategies = ("auto", "full", "multi", "canonical", "none")
 
     def __init__(
         self,
@@ -44,6 +50,8 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
         save_base_weights: bool = True,
         max_rows: int | None = None,
         share_identical_copies: bool = True,
+        canonicalization: str | None = None,
+        share_common_prefix: bool = True,
         **kwargs: Any,
     ) -> None:
         text_config = nested_config(text_config, "text_config")
@@ -56,6 +64,9 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
         self.groups = [WordSwap.from_spec(g).to_spec() for g in (groups or [])]  # validates saved specs
         self.max_rows = check_count("max_rows", max_rows)
         self.share_identical_copies = check_bool("share_identical_copies", share_identical_copies)
+        self.share_common_prefix = check_bool("share_common_prefix", share_common_prefix)
+        self.canonicalization = check_canonicalization("representative" if canonicalization is None
+                                                       else canonicalization)
         if text_config is not None:
             kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
             for key in ("bos_token_id", "eos_token_id", "pad_token_id"):

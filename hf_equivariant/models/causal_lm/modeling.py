@@ -26,11 +26,11 @@ from transformers.utils import logging
 from ...actions.registry import resolve_word_swaps, token_action
 from ...actions.tokens import TokenPermutationAction, WordSwap
 from ...aggregation import Aggregation
-from ...executor import run_tokens
+from ...executor import run_tokens, token_prefix_length
 from ...plans import Plan, make_plan
 from ...sharing import RowLayout
 from ..base import EquivariantPreTrainedModel
-from .cache import ChunkedCache, cache_device, find_cache
+from .cache import ChunkedCache, cache_device, empty_cache, find_cache
 from .configuration import EquivariantCausalLMConfig
 
 logger = logging.get_logger(__name__)
@@ -38,6 +38,30 @@ logger = logging.get_logger(__name__)
 __all__ = ["EquivariantModelForCausalLM"]
 
 _LAYOUT_ATTR = "_hf_equivariant_layout"  # the row layout travels with the cache it describes (per call, not per model)
+_ROWS_ATTR = "_hf_equivariant_rows"  # the transformed sequences whose states the cache holds
+_UNKNOWN = object()
+
+
+def _cut(t: torch.Tensor | None, stop: int) -> torch.Tensor | None:
+    return None if t is None else t[..., :stop]
+
+
+def _tail(t: torch.Tensor | None, start: int) -> torch.Tensor | None:
+    return None if t is None else t[..., start:]
+
+
+def _forward_params(model: Any) -> set[str]:
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _new_cache(base: Any) -> Any:
+    """An empty DynamicCache for the base model (its config decides the layer types where it matters)."""
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=base.config)
+    except TypeError:  # transformers 4.x
+        return DynamicCache()
 
 
 class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
@@ -75,19 +99,22 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         model_or_name: Any,
         tokenizer: Any = None,
         groups: str | Sequence[str | WordSwap | dict] = ("gender",),
-        strategy: str = "multi",
+        strategy: str = "auto",
         aggregation: str = "mean_prob",
         branch_weighting: str = "size",
         max_rows: int | None = None,
         share_identical_copies: bool = True,
+        canonicalization: str = "neutral",
+        share_common_prefix: bool = True,
         revision: str | None = None,
         **loading_kwargs: Any,
     ) -> EquivariantModelForCausalLM:
         """Wrap a base causal LM (an instance, a Hub id or a local folder).
 
         ``groups`` takes built-in names (``"gender"``, ``"race"``, ``"religion"``, ``"sexual_orientation"``) and
-        ``WordSwap`` objects. Loading options such as ``dtype`` or ``device_map="auto"`` go to the base model's
-        ``from_pretrained`` (only when the base is given by name).
+        ``WordSwap`` objects. ``strategy="auto"`` (the default) gives the exact orbit average wherever it costs no
+        more than anchor-free multi. Loading options such as ``dtype`` or ``device_map="auto"`` go to the base
+        model's ``from_pretrained`` (only when the base is given by name).
         """
         base, name = cls.load_base(model_or_name, revision=revision, **loading_kwargs)
         if tokenizer is None and name is not None and isinstance(model_or_name, (str, os.PathLike)):
@@ -101,7 +128,8 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         config = EquivariantCausalLMConfig(
             text_config=base.config, groups=[f.to_spec() for f in factors], strategy=strategy,
             aggregation=aggregation, branch_weighting=branch_weighting, base_model_name_or_path=name,
-            base_model_revision=revision, max_rows=max_rows, share_identical_copies=share_identical_copies)
+            base_model_revision=revision, max_rows=max_rows, share_identical_copies=share_identical_copies,
+            canonicalization=canonicalization, share_common_prefix=share_common_prefix)
         return cls(config, base_model=base, tokenizer=tokenizer)
 
     @classmethod
@@ -137,9 +165,9 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
     def plan(self) -> Plan:
         """The copies the configured strategy runs for each input row (follows edits of ``config.strategy``)."""
         action = self.action
-        key = (self.config.strategy, self.config.branch_weighting)
+        key = (self.config.strategy, self.config.branch_weighting, self.config.canonicalization)
         if key not in self._plans:
-            self._plans[key] = make_plan(action.group, self.config.strategy, self.config.branch_weighting)
+            self._plans[key] = make_plan(action.group, *key[:2], canonicalization=key[2])
         return self._plans[key]
 
     def _logits_width(self) -> int:
@@ -152,8 +180,10 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
 
     @property
     def copies_per_row(self) -> int:
-        """Base-model rows per input row before sharing: prod |Gi| (full), sum |Gi| (multi) or 1 (canonical)."""
-        return self.plan.num_copies
+        """Base-model rows per input row before sharing: prod |Gi| (full), sum |Gi| (multi) or 1 (canonical);
+        ``auto`` runs at most max(prod |Gi| over the factors present, sum |Gi| + 1) of its copies after sharing."""
+        plan = self.plan
+        return int((plan.branch < len(plan.factor_orders)).sum()) if plan.auto else plan.num_copies
 
     # ------------------------------------------------------------------ delegation
     def get_input_embeddings(self) -> torch.nn.Module:
@@ -214,60 +244,113 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         cache_key, cache = find_cache(kwargs)
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
         if context_input_ids is None:
-            if past and (self.config.strategy == "canonical" or self.config.share_identical_copies):
+            if past and (self.config.strategy in ("canonical", "auto") or self.config.share_identical_copies
+                         or self.config.canonicalization == "neutral"):
                 raise ValueError("with a cache, pass context_input_ids (the whole sequence so far) so the wrapper "
                                  "can orient or share copies; generate() does this for you")
             context_input_ids = input_ids if not past else None
-        context_mask = attention_mask if (attention_mask is not None and context_input_ids is not None
-                                          and attention_mask.shape[-1] == context_input_ids.shape[-1]) else None
         if logits_to_keep and self._base_accepts_logits_to_keep():
             kwargs["logits_to_keep"] = logits_to_keep
         kwargs["return_dict"] = True
-        max_rows = self.config.max_rows
-        per_row = {"attention_mask": attention_mask, "position_ids": position_ids, "token_type_ids": token_type_ids}
-        state: dict[str, Any] = {}
+        wants_cache = bool(kwargs.get("use_cache", getattr(self.config.text_config, "use_cache", True)))
+        split = 0
+        if (not past and self.config.share_common_prefix and self.config.share_identical_copies
+                and self.plan.num_copies > 1 and input_ids.shape[-1] > 1 and not logits_to_keep):
+            split = token_prefix_length(self.plan, self.action, input_ids, attention_mask)
+            split = split if 0 < split < input_ids.shape[-1] else 0
+        if split:  # run the shared prefix once (one row per input), then fork its cache at the first difference
+            if cache is None:
+                cache_key = cache_key or ("cache" if "cache" in _forward_params(self.base) else "past_key_values")
+                cache = _new_cache(self.base)
+                kwargs[cache_key] = cache
+            kwargs["use_cache"] = True
+            head = self._run(input_ids[:, :split], input_ids[:, :split], _cut(attention_mask, split),
+                             _cut(position_ids, split), _cut(token_type_ids, split), kwargs, cache, cache_key)
+            tail = self._run(input_ids[:, split:], input_ids, attention_mask, _tail(position_ids, split),
+                             _tail(token_type_ids, split), kwargs, head[1], cache_key)
+            logits, new_cache, extras = torch.cat([head[0], tail[0]], dim=1), tail[1], {}
+            if not wants_cache:
+                new_cache = None
+        else:
+            logits, new_cache, extras = self._run(input_ids, context_input_ids, attention_mask, position_ids,
+                                                  token_type_ids, kwargs, cache, cache_key)
+        loss = None
+        if labels is not None:
+            shifted = logits[:, :-1, :].reshape(-1, logits.shape[-1])
+            targets = labels[:, 1:].reshape(-1).to(logits.device)
+            loss = F.cross_entropy(shifted.float(), targets, ignore_index=-100)
+        output = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=new_cache, **extras)
+        use_dict = return_dict if return_dict is not None else getattr(self.config, "use_return_dict", True)
+        return output if use_dict else output.to_tuple()
 
-        def fork(layout: RowLayout) -> None:
-            if cache is not None and layout.parent_rows is not None and not layout.parent_is_identity:
-                cache.reorder_cache(layout.parent_rows.to(cache_device(cache, layout.parent_rows)))
+    def _run(self, input_ids: torch.Tensor, context_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+             position_ids: torch.Tensor | None, token_type_ids: torch.Tensor | None, kwargs: dict[str, Any],
+             cache: Any, cache_key: str | None) -> tuple[torch.Tensor, Any, dict[str, Any]]:
+        """One pass of the executor over ``input_ids`` (the last tokens of ``context_ids``), with this cache."""
+        max_rows = self.config.max_rows
+        context_mask = attention_mask if (attention_mask is not None and context_ids is not None
+                                          and attention_mask.shape[-1] == context_ids.shape[-1]) else None
+        per_row = {"attention_mask": attention_mask, "position_ids": position_ids, "token_type_ids": token_type_ids}
+        state: dict[str, Any] = {"whole": False}
+        action = self.action
+
+        def fork(layout: RowLayout) -> bool:
+            """Fork the cache to this layout's rows; True if the cache does not hold the prefix they continue."""
+            if cache is not None and layout.parent_rows is not None and not state["whole"]:
+                held = getattr(cache, _ROWS_ATTR, _UNKNOWN)
+                if held is not _UNKNOWN and (held is None or held.shape != layout.parent_sequences.shape
+                                             or not torch.equal(held.to(layout.device), layout.parent_sequences)):
+                    empty_cache(cache)  # the strategy changed the copies: recompute the whole context once
+                    state["whole"] = True
+                    return True
+                if not layout.parent_is_identity:
+                    cache.reorder_cache(layout.parent_rows.to(cache_device(cache, layout.parent_rows)))
             state["chunks"] = ChunkedCache(cache, max_rows is not None and layout.num_rows > max_rows)
+            return False
 
         def call(start: int, stop: int, row_ids: torch.Tensor, layout: RowLayout) -> torch.Tensor:
             rows = layout.row_batch[start:stop]
-            row_kwargs = {k: v[rows.to(v.device)] for k, v in per_row.items() if v is not None}
+            values = dict(per_row)
+            if state["whole"] and position_ids is not None and attention_mask is not None:
+                values["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+            row_kwargs = {k: v[rows.to(v.device)] for k, v in values.items() if v is not None}
             chunk_kwargs = dict(kwargs)
             chunks: ChunkedCache = state["chunks"]
             if chunks.chunked and cache is not None:
                 chunk_kwargs[cache_key] = chunks.for_rows(start, stop)
-            out = self.base(input_ids=row_ids, **row_kwargs, **chunk_kwargs)
+            if int(row_ids.max()) >= action.vocab_size:  # neutral inputs: feed embeddings
+                out = self.base(inputs_embeds=self._embed(row_ids), **row_kwargs, **chunk_kwargs)
+            else:
+                out = self.base(input_ids=row_ids, **row_kwargs, **chunk_kwargs)
             chunks.returned(getattr(out, "past_key_values", None))
             state["last"] = out
             return out.logits
 
-        run = run_tokens(self.plan, self.action, input_ids, call, Aggregation(self.config.aggregation),
-                         context_ids=context_input_ids, context_mask=context_mask,
+        run = run_tokens(self.plan, action, input_ids, call, Aggregation(self.config.aggregation),
+                         context_ids=context_ids, context_mask=context_mask,
                          share=self.config.share_identical_copies, max_rows=max_rows, on_layout=fork)
         last = state["last"]
         new_cache = state["chunks"].result(getattr(last, "past_key_values", None))
         if new_cache is not None:
             try:
                 setattr(new_cache, _LAYOUT_ATTR, run.layout)
+                setattr(new_cache, _ROWS_ATTR, run.layout.sequences)
             except AttributeError:  # legacy tuple caches cannot carry attributes: no beam reordering for them
                 pass
         self._diagnostics.rows = run.layout.num_rows
-        logits = run.logits
-        loss = None
-        if labels is not None:
-            shifted = logits[:, :-1, :].reshape(-1, logits.shape[-1])
-            targets = labels[:, 1:].reshape(-1).to(logits.device)
-            loss = F.cross_entropy(shifted.float(), targets, ignore_index=-100)
         chunked = state["chunks"].chunked
-        output = CausalLMOutputWithPast(  # hidden states and attentions are per base row (documented)
-            loss=loss, logits=logits, past_key_values=new_cache,
-            hidden_states=None if chunked else getattr(last, "hidden_states", None),
-            attentions=None if chunked else getattr(last, "attentions", None))
-        use_dict = return_dict if return_dict is not None else getattr(self.config, "use_return_dict", True)
-        return output if use_dict else output.to_tuple()
+        extras = {"hidden_states": None if chunked else getattr(last, "hidden_states", None),  # per base row
+                  "attentions": None if chunked else getattr(last, "attentions", None)}
+        return run.logits, new_cache, extras
+
+    def _embed(self, row_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of rows that contain neutral ids (``vocab_size + k``: the mean embedding of cycle k)."""
+        table = self.base.get_input_embeddings().weight
+        vocab = self.action.vocab_size
+        neutral = self.action.neutral_embeddings(table)
+        real = table[row_ids.clamp(max=min(vocab, table.shape[0]) - 1)]
+        fake = neutral[(row_ids - vocab).clamp(min=0, max=neutral.shape[0] - 1)]
+        return torch.where((row_ids >= vocab)[..., None], fake, real)
 
     def _base_accepts_logits_to_keep(self) -> bool:
         """Whether the base forward takes ``logits_to_keep`` (inspected once, not on every generation step)."""
@@ -296,7 +379,9 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
             return cache
         index = layout.reorder_rows(beam_idx.to(layout.device))
         cache.reorder_cache(index.to(cache_device(cache, index)))
-        setattr(cache, _LAYOUT_ATTR, layout.reordered(beam_idx.to(layout.device)))
+        moved = layout.reordered(beam_idx.to(layout.device))
+        setattr(cache, _LAYOUT_ATTR, moved)
+        setattr(cache, _ROWS_ATTR, moved.sequences)
         return cache
 
     # ------------------------------------------------------------------ equivariance-check protocol
