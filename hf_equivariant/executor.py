@@ -24,7 +24,7 @@ import torch
 
 from .actions.base import GroupAction
 from .aggregation import Aggregation, segment_combine
-from .plans import Copies, Plan, make_plan, realise
+from .plans import Copies, Plan, drop_idle_copies, make_plan, realise
 from .sharing import RowLayout, common_prefix_length, shared_layout
 
 __all__ = ["transform_copies", "run_tokens", "TokenRun", "token_prefix_length", "run_dense", "run_dense_streams", "DenseRun",
@@ -224,6 +224,7 @@ def run_tokens(
         copies.weights = copies.weights[:, :, -new_tokens:]
     if copies.route_mask is not None:
         copies.route_mask = copies.route_mask[:, -new_tokens:]
+    drop_idle_copies(copies)  # copies with no weight at the positions computed now cost nothing
     transformed = transform_copies(action, copies, context_ids)  # [C, N, Tc]
     if share:
         layout = shared_layout(transformed, new_tokens)

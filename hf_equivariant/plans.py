@@ -38,7 +38,7 @@ import torch
 from .groups import DirectProductGroup, Group, cyclic_group
 
 __all__ = ["STRATEGIES", "BRANCH_WEIGHTINGS", "OUTPUT_KINDS", "CANONICALIZATIONS", "Plan", "Copies", "make_plan",
-           "realise", "check_canonicalization",
+           "realise", "check_canonicalization", "drop_idle_copies",
            "check_strategy", "register_strategy", "strategy_names", "check_branch_weighting"]
 
 BRANCH_WEIGHTINGS = ("size", "equal")
@@ -355,7 +355,7 @@ def _presence_weights(plan: Plan, copies: Copies, present: torch.Tensor) -> None
     and the plan's fixed weights are used. ``auto`` also compares, per position, the distinct copies of the orbit
     average over the present factors (prod |Gi|) with those of anchor-free multi (sum |Gi| plus one row shared by
     the absent factors' branches) and gives the orbit copies all the weight where it is not larger; routing applies
-    only where multi is used. Copies a row never needs become copies of the input itself (free under sharing).
+    only where multi is used.
     """
     device = present.device
     orders = torch.tensor(plan.factor_orders, device=device, dtype=torch.float32)
@@ -395,13 +395,34 @@ def _presence_weights(plan: Plan, copies: Copies, present: torch.Tensor) -> None
         # symmetrises the orbit average over factors absent from the text.
         copies.input_elements = torch.where(is_multi[:, None], copies.input_elements, restricted)
         elements = copies.input_elements
-        multi_needed = route.any(-1)  # [N]
-        unused = torch.where(is_multi[:, None], ~multi_needed[None], torch.zeros_like(multi_needed)[None])
-        if bool(unused.any()):  # such copies become the input itself: shared with the identity copy
-            copies.input_elements = torch.where(unused, torch.zeros_like(elements), copies.input_elements)
-            copies.output_elements = torch.where(unused, torch.zeros_like(elements), copies.output_elements)
-            canon = copies.canonicalise[:, None, :].expand(-1, n_rows, -1)
-            copies.canonicalise = canon & ~unused[..., None]
-            copies.symmetrise = copies.symmetrise.expand(-1, n_rows, -1) & ~unused[..., None]
     copies.weights = weights  # [C, N, T]
     copies.route_mask = route if plan.route else None
+
+
+def drop_idle_copies(copies: Copies) -> None:
+    """Turn copies that contribute nothing to a row into copies of the input itself (free under sharing).
+
+    A copy is idle in a row when its weight is zero at every position and, for a routed plan, it is not a branch
+    copy needed by a routed position. Used by ``auto``: orbit copies are idle where multi is used, multi copies
+    where the orbit average is.
+    """
+    weights = copies.weights
+    if weights.dim() != 3:
+        return
+    plan = copies.plan
+    n_rows = copies.input_elements.shape[1]
+    branch = plan.branch.to(weights.device)
+    idle = ~(weights > 0).any(-1)  # [C, N]
+    if copies.route_mask is not None:
+        routed = copies.route_mask.any(-1)  # [N]
+        is_branch = branch < len(plan.factor_orders)
+        idle = idle & ~(is_branch[:, None] & routed[None, :])
+    if not bool(idle.any()):
+        return
+    zero = torch.zeros_like(copies.input_elements)
+    copies.input_elements = torch.where(idle, zero, copies.input_elements)
+    copies.output_elements = torch.where(idle, zero, copies.output_elements)
+    canon = copies.canonicalise if copies.canonicalise.dim() == 3 else copies.canonicalise[:, None, :].expand(
+        -1, n_rows, -1)
+    copies.canonicalise = canon & ~idle[..., None]
+    copies.symmetrise = copies.symmetrise.expand(-1, n_rows, -1) & ~idle[..., None]

@@ -25,11 +25,13 @@ def test_demo_shows_gap_for_base_and_none_for_wrapper(capsys):
                  "--prompt", "The Muslim man worked as a"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["group_order"] == 18
+    assert result["summary"]["full"]["copies_per_token"] == 18 and result["summary"]["multi"]["copies_per_token"] == 8
     for r in result["results"]:
         assert r["counterfactual_gap"]["base"] > 0.1
-        assert r["counterfactual_gap"]["equivariant"] < 1e-5
-        assert r["rows_per_token"]["full"] == 18 and r["rows_per_token"]["multi"] == 8
-        assert abs(sum(r["equivariant"].values()) - 1) < 1e-4
+        for name in ("full", "multi", "multi-neutral", "auto"):
+            assert r["counterfactual_gap"][name] < 1e-5
+            assert abs(sum(r["occupations"][name].values()) - 1) < 1e-4
+        assert r["tv_to_orbit_average"]["full"] < 1e-5 and r["tv_to_orbit_average"]["auto"] < 1e-5  # one attribute
 
 
 def test_demo_unknown_group_is_an_error_on_stderr():

@@ -42,6 +42,20 @@ _ROWS_ATTR = "_hf_equivariant_rows"  # the transformed sequences whose states th
 _UNKNOWN = object()
 
 
+def _row_index(held: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor | None:
+    """Index in ``held`` ``[H, L]`` of each row of ``wanted`` ``[W, L]``, or ``None`` if one is missing."""
+    if held.shape[1] != wanted.shape[1]:
+        return None
+    match = (wanted[:, None, :] == held[None, :, :]).all(-1)  # [W, H]
+    if not bool(match.any(-1).all()):
+        return None
+    return match.float().argmax(-1)
+
+
+def _held_count(cache: Any, held: Any) -> int:
+    return int(held.shape[0]) if torch.is_tensor(held) else -1
+
+
 def _cut(t: torch.Tensor | None, stop: int) -> torch.Tensor | None:
     return None if t is None else t[..., :stop]
 
@@ -298,13 +312,17 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
             """Fork the cache to this layout's rows; True if the cache does not hold the prefix they continue."""
             if cache is not None and layout.parent_rows is not None and not state["whole"]:
                 held = getattr(cache, _ROWS_ATTR, _UNKNOWN)
-                if held is not _UNKNOWN and (held is None or held.shape != layout.parent_sequences.shape
-                                             or not torch.equal(held.to(layout.device), layout.parent_sequences)):
-                    empty_cache(cache)  # the strategy changed the copies: recompute the whole context once
-                    state["whole"] = True
-                    return True
-                if not layout.parent_is_identity:
-                    cache.reorder_cache(layout.parent_rows.to(cache_device(cache, layout.parent_rows)))
+                parents = layout.parent_rows
+                if held is not _UNKNOWN:
+                    found = None if held is None else _row_index(held.to(layout.device), layout.parent_sequences)
+                    if found is None:
+                        empty_cache(cache)  # the strategy changed the copies: recompute the whole context once
+                        state["whole"] = True
+                        return True
+                    parents = found[parents]  # the cached rows these rows continue (a subset may be dropped)
+                if not (parents.numel() == layout.parent_count == _held_count(cache, held)
+                        and torch.equal(parents, torch.arange(parents.numel(), device=parents.device))):
+                    cache.reorder_cache(parents.to(cache_device(cache, parents)))
             state["chunks"] = ChunkedCache(cache, max_rows is not None and layout.num_rows > max_rows)
             return False
 
