@@ -181,7 +181,7 @@ def train(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, *, steps: in
         opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, (steps - s) / max(1, steps - warmup)))
     rng, history = random.Random(seed), []
     best: dict[str, Any] = {"step": -1, "val": -1.0, "state": None}
-    train_seconds = eval_seconds = 0.0
+    train_seconds = eval_seconds = train_cpu_seconds = 0.0
 
     def evaluate(step: int) -> None:
         nonlocal eval_seconds
@@ -198,7 +198,7 @@ def train(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, *, steps: in
     bar = tqdm(range(1, steps + 1), desc=desc, leave=False)
     for step in bar:
         model.train()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         loss = model(**encode(tokenizer, next(stream))).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -206,12 +206,13 @@ def train(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, *, steps: in
         sched.step()
         opt.zero_grad(set_to_none=True)
         train_seconds += time.perf_counter() - t
+        train_cpu_seconds += time.process_time() - c
         bar.set_postfix(loss=f"{loss.item():.3f}", best_val=f"{best['val']:.1f}")
         if step % eval_every == 0 or step == steps:
             evaluate(step)
     model.load_state_dict(best["state"])
     return {"best_step": best["step"], "best_val_exact_match": best["val"], "history": history,
-            "train_seconds": train_seconds, "val_eval_seconds": eval_seconds}
+            "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds, "val_eval_seconds": eval_seconds}
 
 
 def evaluate_test(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, batch_size: int,
@@ -269,10 +270,12 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                  "test_eval_seconds": mean_std([r["test_eval_seconds"] for r in rows])}
         if "train_seconds" in rows[0]:
             entry["finetune_train_seconds"] = mean_std([r["train_seconds"] for r in rows])
+            entry["finetune_train_cpu_seconds"] = mean_std([r["train_cpu_seconds"] for r in rows])
             entry["finetune_val_eval_seconds"] = mean_std([r["val_eval_seconds"] for r in rows])
             entry["best_step"] = [r["best_step"] for r in rows]
         summary[name] = entry
     summary["pretrain"] = {"train_seconds": mean_std([r["pretrain"]["train_seconds"] for r in runs]),
+                           "train_cpu_seconds": mean_std([r["pretrain"]["train_cpu_seconds"] for r in runs]),
                            "best_val_exact_match": mean_std([r["pretrain"]["best_val_exact_match"] for r in runs]),
                            "best_step": [r["pretrain"]["best_step"] for r in runs]}
     return summary
@@ -293,15 +296,17 @@ def markdown(results: dict[str, Any]) -> str:
              f"{cfg['pretrain_steps']} steps, fine-tuning {cfg['finetune_steps']} steps, batch {cfg['batch_size']}; "
              "checkpoints chosen on validation exact match. Test columns: commands containing the primitive "
              f"(`{SPLIT}` = all of them); `random` = held-out primitive-free commands.", "",
-             "| model | copies | " + " | ".join(columns) + " | fine-tune train s | test eval s |",
-             "|---|---|" + "---|" * len(columns) + "---|---|"]
+             "| model | copies | " + " | ".join(columns) + " | fine-tune train s | (CPU s) | fine-tune val s | test eval s |",
+             "|---|---|" + "---|" * len(columns) + "---|---|---|---|"]
     for name in strategies:
         s = summary[name]
-        ft = _cell(s["finetune_train_seconds"]) if "finetune_train_seconds" in s else "-"
+        ft = [_cell(s[k]) if k in s else "-"
+              for k in ("finetune_train_seconds", "finetune_train_cpu_seconds", "finetune_val_eval_seconds")]
         lines.append(f"| {name} | {s['copies_per_example']} | " + " | ".join(_cell(s["exact_match"][c])
-                     for c in columns) + f" | {ft} | {_cell(s['test_eval_seconds'])} |")
+                     for c in columns) + " | " + " | ".join(ft) + f" | {_cell(s['test_eval_seconds'])} |")
     pre = summary["pretrain"]
-    lines += ["", f"Pretraining: {_cell(pre['train_seconds'])} s of training per seed, best validation exact match "
+    lines += ["", f"Pretraining: {_cell(pre['train_seconds'])} s of training per seed (CPU time "
+              f"{_cell(pre['train_cpu_seconds'])} s), best validation exact match "
               f"{_cell(pre['best_val_exact_match'])} at steps {pre['best_step']}. Total wall time "
               f"{results['wall_seconds'] / 60:.1f} min on {results['environment']['threads']} CPU thread(s).", ""]
     return "\n".join(lines)
@@ -366,7 +371,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     tokenizer = build_tokenizer("scan2")
-    wraps = {name: make_wrap(name, tokenizer) for name in args.strategies}  # fails now, not after pretraining
+    try:  # fail now, not after pretraining
+        wraps = {name: make_wrap(name, tokenizer) for name in args.strategies}
+    except RuntimeError as err:
+        raise SystemExit(f"error: {err}") from None
     split = add_primitive_split(SPLIT, "scan2", validation_fraction=args.validation_fraction,
                                 random_test_fraction=args.random_test_fraction,
                                 primitive_fraction=args.primitive_fraction, seed=args.data_seed)

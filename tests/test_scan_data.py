@@ -4,6 +4,7 @@ the tokenizers."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from hf_equivariant.datasets import scan as S
 
@@ -207,3 +208,60 @@ def test_separate_vocabularies_and_token_cycles():
     assert S.factor_token_cycles(S.build_tokenizer("scan"))["direction_ud"] == {"input": [], "output": []}
     with pytest.raises(ValueError, match="side"):
         S.build_tokenizer("scan2", "both")
+
+
+# ----------------------------------------------------------------------------------------------- experiment harness
+
+
+@pytest.fixture(scope="module")
+def experiment():
+    """examples/scan_experiment.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "scan_experiment.py"
+    spec = importlib.util.spec_from_file_location("scan_experiment", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_experiment_strategies(experiment, monkeypatch):
+    import hf_equivariant
+
+    assert {s: experiment.copies_per_example(s) for s in experiment.STRATEGY_NAMES} == {"none": 1, "full": 8,
+                                                                                         "multi": 6}
+    tok = S.build_tokenizer("scan2")
+    model = object()
+    assert experiment.make_wrap("none", tok)(model) is model
+    monkeypatch.delattr(hf_equivariant, "EquivariantModelForSeq2SeqLM", raising=False)
+    for strategy in ("full", "multi"):
+        with pytest.raises(RuntimeError, match="needs hf_equivariant.EquivariantModelForSeq2SeqLM"):
+            experiment.make_wrap(strategy, tok)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        experiment.make_wrap("canonical", tok)
+
+
+def test_experiment_train_and_evaluate_tiny(experiment):
+    """A few training steps and the exact-match evaluation on a tiny model (plumbing, not accuracy)."""
+    args = experiment.parse_args(["--d-model", "16", "--layers", "1", "--heads", "2"])
+    tok = S.build_tokenizer("scan2")
+    split = experiment.subsample(S.add_primitive_split("turn_up_jump_turn_left", random_test_fraction=0.01), 24, 0)
+    model = experiment.build_model(len(tok), tok, args, seed=0)
+    log = experiment.train(model, tok, split, steps=4, lr=1e-3, batch_size=8, eval_every=2, seed=0, warmup=1,
+                           eval_start=True, desc="test", eval_batch_size=16)
+    assert [h["step"] for h in log["history"]] == [0, 2, 4] and log["best_step"] in (0, 2, 4)
+    scores = experiment.evaluate_test(model, tok, split, 16, "test")["exact_match"]
+    assert set(scores) == {"jump", "turn_left", "turn_up", "turn_up_jump_turn_left", "random"}
+    assert all(0.0 <= v <= 100.0 for v in scores.values())
+    # a perfect "model" is scored 100%: exact_matches compares against the targets cut at </s>
+    examples = split.test[:5]
+
+    class Oracle(torch.nn.Module):
+        def generate(self, input_ids, attention_mask, generation_config):
+            rows = [[tok.bos_token_id] + tok(S.interpret(c))["input_ids"] for c in
+                    tok.batch_decode(input_ids, skip_special_tokens=True)]
+            width = max(map(len, rows))
+            return torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+
+    assert experiment.exact_matches(Oracle(), tok, examples, 2) == [True] * 5
