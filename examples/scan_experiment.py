@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import platform
@@ -364,7 +365,7 @@ def subsample(split: ScanSplit, n: int, seed: int) -> ScanSplit:
     rng = random.Random(seed)
     cut = {k: rng.sample(getattr(split, k), min(n, len(getattr(split, k))))
            for k in ("validation", "test", "random_test")}
-    return ScanSplit(**{**split.__dict__, **cut})
+    return dataclasses.replace(split, **cut)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -209,6 +209,7 @@ class ScanSplit:
         primitives: the held-out primitives.
         train: training examples: the commands without any held-out primitive (minus validation and random-test
             commands), plus each isolated primitive ("jump" -> "JUMP") repeated ``primitive_copies`` times.
+            In dataset order with the copies last: shuffle before training.
         validation: commands without held-out primitives, for model selection (never the test set).
         test: every command containing a held-out primitive, except the isolated primitives themselves.
         random_test: commands without held-out primitives that are neither trained on nor used for selection
