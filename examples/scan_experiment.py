@@ -11,7 +11,7 @@ Protocol (docs/scan.md):
    ``multi`` = the paper's design 2), the same number of steps for each, checkpoint again chosen on validation.
 4. Evaluation: greedy generation, exact match of the whole action sequence.
 
-    python examples/scan_experiment.py                      # 3 seeds, strategy none (~25 min on 1 CPU thread)
+    python examples/scan_experiment.py                      # 3 seeds, strategy none (~21-25 min on 1 CPU thread)
     python examples/scan_experiment.py --strategies none full multi   # once EquivariantModelForSeq2SeqLM exists
     python examples/scan_experiment.py --quick              # smoke run, about a minute
 
@@ -297,7 +297,8 @@ def markdown(results: dict[str, Any]) -> str:
              f"{cfg['pretrain_steps']} steps, fine-tuning {cfg['finetune_steps']} steps, batch {cfg['batch_size']}; "
              "checkpoints chosen on validation exact match. Test columns: commands containing the primitive "
              f"(`{SPLIT}` = all of them); `random` = held-out primitive-free commands.", "",
-             "| model | copies | " + " | ".join(columns) + " | fine-tune train s | (CPU s) | fine-tune val s | test eval s |",
+             "| model | copies | " + " | ".join(columns)
+             + " | fine-tune train s | (CPU s) | fine-tune val s | test eval s |",
              "|---|---|" + "---|" * len(columns) + "---|---|---|---|"]
     for name in strategies:
         s = summary[name]
