@@ -66,7 +66,8 @@ class TokenRun:
 class _SupportAggregator:
     """Combines streamed base rows into equivariant log-probabilities, touching only the support per copy."""
 
-    def __init__(self, action: Any, copies: Copies, layout: RowLayout, aggregation: Aggregation, positions: int):
+    def __init__(self, action: Any, copies: Copies, layout: RowLayout, aggregation: Aggregation, positions: int,
+                 context_moved: bool = True):
         self.action, self.copies, self.layout, self.agg = action, copies, layout, aggregation
         self.positions = positions
         device = layout.device
@@ -80,6 +81,10 @@ class _SupportAggregator:
                                        dtype=torch.float32).index_add_(0, layout.row_of_copy.reshape(-1), flat_w.float())
         self.one_row_each = layout.num_rows == n and bool(torch.equal(layout.row_batch,
                                                                           torch.arange(n, device=device)))
+        # Every copy of every row runs the same, untouched text (no word of any factor in the context): the
+        # weighted sum of the copies' mapped-back outputs is then the row's output pooled over every orbit, for
+        # every strategy, with no per-copy work (and routing changes nothing on a symmetric mixture).
+        self.quiet = self.one_row_each and not context_moved
         self.support = action.support(device)
         out_elements = copies.output_elements.to(device)
         if not copies.per_position and bool((out_elements == out_elements[:, :1]).all()):
@@ -126,6 +131,18 @@ class _SupportAggregator:
                 w = w[:, -t:, None]
             partial = segment_combine(agg, values, w, layout.row_batch[start:stop], n)
             self.off = agg.merge(self.off, partial)
+        if self.quiet:
+            support_values = values[..., self.support.to(values.device)]
+            everything = torch.ones(self.num_factors, dtype=torch.bool, device=values.device)
+            orbits, num = self.action.local_orbits(everything)
+            pooled = agg.pool_orbits(support_values, orbits.expand_as(support_values), num)
+            if self.on is None and r == n:
+                self.on = pooled
+            else:
+                if self.on is None:
+                    self.on = pooled.new_empty((n, *pooled.shape[1:]))
+                self.on[start:stop] = pooled
+            return
         # On the support: every copy whose row is in this chunk, mapped back and symmetrised.
         in_chunk = (layout.row_of_copy >= start) & (layout.row_of_copy < stop)  # [C, N]
         copy_idx, row_idx = in_chunk.nonzero(as_tuple=True)
@@ -181,7 +198,8 @@ class _SupportAggregator:
         if out is None:
             raise RuntimeError("no rows were aggregated")
         if self.on is not None and self.support.numel():
-            on = self._routed(self.on) if self.route_mask is not None and self.branch_on else self.on
+            routed = self.route_mask is not None and self.branch_on and not self.quiet
+            on = self._routed(self.on) if routed else self.on
             index = self.support.to(out.device)
             if out.requires_grad or on.requires_grad:  # out of place, so autograd sees both
                 out = out.index_copy(-1, index, on.to(out.dtype))
@@ -237,7 +255,8 @@ def run_tokens(
         if on_layout(layout):
             raise RuntimeError("the wrapper could not prepare a cache for the whole context")
     row_ids = layout.select_rows(transformed[..., -run_tokens_of:])
-    aggregator = _SupportAggregator(action, copies, layout, aggregation, new_tokens)
+    moved = bool((action.tables(context_ids.device)["factor_of"][context_ids.clamp(0)] >= 0).any())
+    aggregator = _SupportAggregator(action, copies, layout, aggregation, new_tokens, context_moved=moved)
     step = layout.num_rows if max_rows is None else max(1, int(max_rows))
     for start in range(0, layout.num_rows, step):
         stop = min(start + step, layout.num_rows)
