@@ -34,7 +34,7 @@ LAYERS = [
     {"models.causal_lm", "models.clip", "models.multi_input"},
     {"eval", "demo"},
     {"cli"},
-    {"__init__", "__main__", "multi_input", "open_clip_support"},
+    {"__init__", "__main__", "_registration", "multi_input", "open_clip_support"},
 ]
 
 
