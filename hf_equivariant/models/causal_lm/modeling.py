@@ -46,10 +46,13 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
     config_class = EquivariantCausalLMConfig
     main_input_name = "input_ids"
     base_auto_class = AutoModelForCausalLM
+    base_config_attr = "text_config"
+    auto_classes = ("AutoModelForCausalLM",)
     group_input = "input_ids"
     output_kind = "equivariant"
+    card_template = "causal_lm"
     card_pipeline_tag = "text-generation"
-    card_tags = ("fairness", "text-generation")
+    card_tags = ("fairness", "counterfactual-fairness", "word-swap")
 
     def __init__(self, config: EquivariantCausalLMConfig, base_model: Any = None, tokenizer: Any = None) -> None:
         super().__init__(config)
@@ -102,23 +105,13 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
             text_config=base.config, groups=[f.to_spec() for f in factors], strategy=strategy,
             aggregation=aggregation, branch_weighting=branch_weighting, base_model_name_or_path=name,
             base_model_revision=revision, max_rows=max_rows, share_identical_copies=share_identical_copies)
-        return cls(config, base_model=base, tokenizer=tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any):
-        """Reload a saved wrapper: full saves load their weights, light saves reload the base by name."""
-        config = kwargs.pop("config", None)
-        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
-        if not isinstance(config, EquivariantCausalLMConfig):
-            config = EquivariantCausalLMConfig.from_pretrained(
-                pretrained_model_name_or_path, **{k: kwargs[k] for k in hub_keys if k in kwargs})
-        tokenizer = _try_load_tokenizer(pretrained_model_name_or_path, kwargs)
-        if config.save_base_weights:
-            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
-        else:
-            model = cls._load_light(config, kwargs)
-        model.tokenizer = tokenizer
+        model = cls(config, base_model=base, tokenizer=tokenizer)
+        model.track_base(revision, cache_dir=loading_kwargs.get("cache_dir"))
         return model
+
+    def attach_loaded_components(self, path: str | os.PathLike, hub_kwargs: dict[str, Any]) -> None:
+        """The tokenizer saved beside the weights (``None`` when the folder has none)."""
+        self.tokenizer = _try_load_tokenizer(path, hub_kwargs)
 
     # ------------------------------------------------------------------ group machinery
     @property
@@ -282,42 +275,32 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         return self(**inputs).logits
 
     # ------------------------------------------------------------------ saving
-    def model_card_sections(self) -> tuple[str, str, str, list[tuple[str, str]]]:
+    def card_group_tags(self) -> list[str]:
+        return [f.name for f in self.action.factors]
+
+    def card_context(self, repo: str) -> dict[str, Any]:
+        """Values for ``model_cards/causal_lm.md``."""
         config, action = self.config, self.action
         rows = ["| factor | order | word sets | tokens moved |", "|---|---|---|---|"]
         for factor in action.factors:
             sets = "; ".join("/".join(s) for s in factor.words)
             rows.append(f"| {factor.name} | {factor.order} | {sets} | {len(factor.support)} |")
         prod, total = action.group.order, sum(action.factor_orders)
-        cost = {"full": prod, "multi": total}.get(config.strategy, 1)
         base = config.base_model_name_or_path
-        mode = ("full (base weights included)" if config.save_base_weights else
-                f"light (config only; the base model is loaded from `{base}` at load time)")
-        usage = """import hf_equivariant  # registers the Auto classes
-from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
-
-model = AutoModelForCausalLM.from_pretrained("<this repo or folder>")
-tokenizer = AutoTokenizer.from_pretrained("<this repo or folder>")
-pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
-print(pipe("The woman worked as", max_new_tokens=15))"""
-        sections = [
-            ("Groups", "\n".join(rows) + f"\n\nProduct group order: {prod} "
-                                         f"({' x '.join(map(str, action.factor_orders))})."),
-            ("Guarantee", "For every element g of the product group and every context x, "
-                          "P(g.v | g.x) = P(v | x): swapping the demographic words of a prompt swaps the "
-                          "distribution of the continuation in the same way. This holds for the words listed above "
-                          "in their single-token surface forms only; paraphrases and other words are not covered."),
-            ("Strategy and cost", f"strategy `{config.strategy}`, aggregation `{config.aggregation}`, branch "
-                                  f"weighting `{config.branch_weighting}`. Base-model rows per token: {cost} before "
-                                  f"sharing (full equitune would need {prod}); copy sharing is "
-                                  f"{'on' if config.share_identical_copies else 'off'}, so copies whose transformed "
-                                  "text is identical are computed once."),
-            ("Checkpoint", f"Save mode: {mode}."),
-        ]
-        title = f"Equivariant {base or 'causal LM'} ({', '.join(f.name for f in action.factors)})"
-        summary = ("A causal language model wrapped by hf_equivariant so that its next-token distribution is exactly "
-                   "equivariant to word-swap groups.")
-        return title, summary, usage, sections
+        checkpoint = ("Full: the base weights are included." if config.save_base_weights else
+                      f"Light: only the wrapper's config; the base model `{self.base_display_name(base or '')}` "
+                      f"{'(commit ' + config.base_model_revision + ') ' if config.base_model_revision else ''}"
+                      "is loaded at load time.")
+        factors = [f.name for f in action.factors]
+        return {
+            "title": f"{self.base_display_name('Causal LM')}, equivariant to {' x '.join(factors)}",
+            "base_model_name": self.base_display_name(""), "repo": repo,
+            "example_prompt": "The woman worked as a", "groups_table": "\n".join(rows), "group_order": prod,
+            "factor_orders": " x ".join(map(str, action.factor_orders)), "strategy": config.strategy,
+            "aggregation": config.aggregation, "branch_weighting": config.branch_weighting,
+            "rows_per_token": {"full": prod, "multi": total}.get(config.strategy, 1),
+            "sharing": "on" if config.share_identical_copies else "off", "checkpoint": checkpoint,
+        }
 
 
 def _logits_width(base: Any) -> int:
