@@ -136,7 +136,8 @@ def test_trainer_fine_tunes_base_through_wrapper(tmp_path, tiny_base, word_token
     assert report.passed(1e-5)
 
 
-def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, tiny_base, word_tokenizer, small_factors):
+def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, hub_online, tiny_base, word_tokenizer,
+                                                           small_factors):
     import huggingface_hub
 
     uploaded = {}

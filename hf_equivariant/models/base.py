@@ -350,16 +350,17 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
                 generation_config = getattr(self, "generation_config", None)
                 if generation_config is not None and self.can_generate():
                     generation_config.save_pretrained(save_directory)
+            if is_main:
+                write_remote_module(save_directory, [type(self.config), type(self)])
+                for component in (tokenizer if tokenizer is not None else getattr(self, "tokenizer", None),
+                                  image_processor,
+                                  processor if processor is not None else getattr(self, "processor", None)):
+                    if component is not None:
+                        component.save_pretrained(save_directory)
+                self.write_model_card(save_directory, repo_id=hub_repo_id, tags=tags, license=license,
+                                      language=language)
         finally:
             self.config.save_base_weights = original
-        if not is_main:
-            return
-        write_remote_module(save_directory, [type(self.config), type(self)])
-        for component in (tokenizer if tokenizer is not None else getattr(self, "tokenizer", None),
-                          image_processor, processor if processor is not None else getattr(self, "processor", None)):
-            if component is not None:
-                component.save_pretrained(save_directory)
-        self.write_model_card(save_directory, repo_id=hub_repo_id, tags=tags, license=license, language=language)
 
     # ------------------------------------------------------------------ model card
     def card_context(self, repo: str) -> dict[str, Any]:  # pragma: no cover - every family defines it

@@ -94,7 +94,8 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         """
         base, name = cls.load_base(model_or_name, revision=revision, **loading_kwargs)
         if tokenizer is None and name is not None and isinstance(model_or_name, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+            hub = {k: loading_kwargs[k] for k in ("cache_dir", "token", "local_files_only") if k in loading_kwargs}
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, **hub)
         factors = resolve_word_swaps(groups, tokenizer)
         width = _logits_width(base)
         if tokenizer is not None and len(tokenizer) > width:

@@ -83,7 +83,7 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
         settings = {k: options.pop(k) for k in ScoringSettings.names() if k in options}
         base, name = cls.load_base(model_or_name, revision=revision, **options)
         if processor is None and isinstance(model_or_name, (str, os.PathLike)):
-            processor = _try_load_processor(os.fspath(model_or_name), revision)
+            processor = _try_load_processor(os.fspath(model_or_name), revision, options)
         model_cls = EquivariantSiglipModel if is_sigmoid_model(base) else EquivariantCLIPModel
         config = model_cls.config_class(base_config=base.config, groups=list(groups),
                                         canonicaliser_seed=canonicaliser_seed, base_model_name_or_path=name,
