@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -150,11 +150,14 @@ def hub_offline() -> bool:
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, commit_message: str | None = None,
                 commit_description: str | None = None, private: bool | None = None, token: str | bool | None = None,
-                revision: str | None = None, create_pr: bool = False, saved_locally: bool = True) -> Any:
+                revision: str | None = None, create_pr: bool = False, saved_locally: bool = True,
+                on_repo_id: Callable[[str], None] | None = None) -> Any:
     """Create ``repo_id`` (if needed) and upload ``folder`` as one commit; returns huggingface_hub's ``CommitInfo``.
 
     Called only after the folder is completely written, so a failed save never leaves an empty repository.
     ``token=False`` sends no token. Connection problems raise :class:`HubPushError` naming the repository.
+    ``on_repo_id`` is called with the full id the Hub assigned (``user/name`` for a bare ``name``) before the upload,
+    so the card can name the real repository.
     """
     from huggingface_hub import HfApi
 
@@ -166,6 +169,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, commit_message: str 
     try:
         repo = api.create_repo(repo_id, private=private, exist_ok=True, token=token)
         target = getattr(repo, "repo_id", None) or repo_id
+        if on_repo_id is not None and target != repo_id:
+            on_repo_id(target)
         if revision is not None and not create_pr:
             api.create_branch(target, branch=revision, exist_ok=True, token=token)
         return api.upload_folder(repo_id=target, folder_path=os.fspath(folder),
@@ -192,6 +197,9 @@ class EquivariantPushMixin:
         save_kwargs.pop("use_temp_dir", None)  # 4.x argument; a temporary folder is always used
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, hub_repo_id=repo_id, **save_kwargs)  # type: ignore[attr-defined]
+            card_kwargs = {k: save_kwargs[k] for k in ("tags", "license", "language") if k in save_kwargs}
             return push_folder(folder, repo_id, commit_message=commit_message,
                                commit_description=commit_description, private=private, token=token,
-                               revision=revision, create_pr=create_pr, saved_locally=False)
+                               revision=revision, create_pr=create_pr, saved_locally=False,
+                               on_repo_id=lambda full_id: self.write_model_card(  # type: ignore[attr-defined]
+                                   folder, repo_id=full_id, **card_kwargs))

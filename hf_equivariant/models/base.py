@@ -312,7 +312,9 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
             repo_id = push.pop("repo_id", None) or os.path.basename(os.path.normpath(os.fspath(save_directory)))
         self._save_local(save_directory, *args, hub_repo_id=repo_id, **kwargs)
         if push_to_hub and kwargs.get("is_main_process", True):
-            return push_folder(save_directory, repo_id, **push)
+            card_kwargs = {k: kwargs[k] for k in _CARD_KEYS if k in kwargs}
+            return push_folder(save_directory, repo_id, **push, on_repo_id=lambda full_id: self.write_model_card(
+                save_directory, repo_id=full_id, **card_kwargs))
         return None
 
     def _save_local(self, save_directory: str | os.PathLike, *args: Any, save_base_weights: bool | None = None,
