@@ -8,6 +8,10 @@ pay for that. So the package face is lazy, and registration runs
 * otherwise right after transformers is first imported (a one-shot import hook on ``sys.meta_path``);
 * and whenever a model family is imported (each family registers itself).
 
+When transformers is first imported from inside one of this package's own modules (its import still running), the
+families cannot be imported yet; registration then waits for the next import of a transformers module (loading
+any model imports several), when this package's modules have finished.
+
 The same mechanism installs the ``Trainer`` model-card hook once ``transformers.trainer`` is imported (see
 :func:`hf_equivariant.models.base.install_trainer_card_hook`).
 
@@ -78,14 +82,21 @@ class _RunAfterExec(importlib.abc.Loader):
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """One-shot post-import hooks: ``name -> callbacks`` run once, right after the module ``name`` is executed."""
+    """One-shot post-import hooks: callbacks run once, right after a module named ``name`` (or, for a prefix ending
+    in ``.``, any module under it) is executed."""
 
     def __init__(self) -> None:
         self.pending: dict[str, list[Callable[[], None]]] = {}
 
+    def _take(self, fullname: str) -> list[Callable[[], None]]:
+        callbacks = self.pending.pop(fullname, [])
+        for key in [k for k in self.pending if k.endswith(".") and fullname.startswith(k)]:
+            callbacks += self.pending.pop(key)
+        return callbacks
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        callbacks = self.pending.pop(fullname, None)
-        if callbacks is None:
+        callbacks = self._take(fullname)
+        if not callbacks:
             return None
         if not self.pending and self in sys.meta_path:
             sys.meta_path.remove(self)
@@ -110,7 +121,9 @@ _FINDER = _PostImportFinder()
 
 
 def when_imported(name: str, callback: Callable[[], None]) -> None:
-    """Run ``callback`` now if module ``name`` is imported, else once right after it is first imported."""
+    """Run ``callback`` now if module ``name`` is imported, else once right after it is first imported.
+
+    A ``name`` ending in ``.`` waits for the next import of any module under that prefix."""
     if name in sys.modules:
         callback()
         return
@@ -119,7 +132,20 @@ def when_imported(name: str, callback: Callable[[], None]) -> None:
         sys.meta_path.insert(0, _FINDER)
 
 
+def _importing_own_modules() -> bool:
+    """Whether one of this package's sub-modules is still being imported (its families cannot be imported now)."""
+    return any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+               for name, module in list(sys.modules.items()) if name.startswith(f"{__package__}."))
+
+
+def _register_when_idle() -> None:
+    if _importing_own_modules():
+        when_imported("transformers.", _safely(_register_when_idle, "register its Auto classes"))
+    else:
+        register_auto_classes()
+
+
 def install() -> None:
     """Called by ``import hf_equivariant``: Auto-class registration and the Trainer card hook, now or on import."""
-    when_imported("transformers", _safely(register_auto_classes, "register its Auto classes"))
+    when_imported("transformers", _safely(_register_when_idle, "register its Auto classes"))
     when_imported("transformers.trainer", _safely(_install_trainer_card_hook, "install its Trainer card hook"))

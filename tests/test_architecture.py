@@ -30,9 +30,10 @@ LAYERS = [
     {"plans", "aggregation", "datasets"},
     {"sharing"},
     {"executor"},
-    {"models", "models.provenance", "models.remote_code"},
+    {"models.provenance", "models.remote_code"},
     {"models.base", "models.config_utils"},
     {"models.causal_lm", "models.clip", "models.multi_input"},
+    {"models"},  # the package __init__ imports every family (registration)
     {"eval", "demo"},
     {"cli"},
     {"__init__", "__main__", "_registration", "multi_input", "open_clip_support"},

@@ -57,4 +57,4 @@ def test_wrap_check_generate_with_demo_model(tmp_path, capsys):
     assert "max error" in capsys.readouterr().out
     assert main(["generate", str(out), "The White man worked as a", "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().out.startswith("The White man worked as a")
-    assert main(["check", str(tmp_path / "missing")]) == 1
+    assert main(["check", str(tmp_path / "missing")]) == 2  # usage error: the path does not exist
