@@ -24,7 +24,7 @@ PACKAGE = pathlib.Path(he.__file__).resolve().parent
 # ------------------------------------------------------------------------------------------------ import rule
 # Layers, lowest first: a module may import only from its own layer or lower ones (and never upwards lazily either).
 LAYERS = [
-    {"_version", "_memo", "hub", "checks", "testing"},
+    {"_version", "_memo", "hub", "checks", "testing", "data"},
     {"groups"},
     {"actions"},
     {"plans", "aggregation", "datasets"},
