@@ -44,9 +44,10 @@ class Shards:
         local = [(i, fn(items[i])) for i in self.mine(len(items))]
         if not self.distributed:
             return [r for _, r in local]
-        from accelerate.utils import gather_object
+        import torch.distributed as dist
 
-        gathered = gather_object([local])
+        gathered: list[Any] = [None] * self.world
+        dist.all_gather_object(gathered, local)
         results: dict[int, R] = {i: r for part in gathered for i, r in part}
         return [results[i] for i in range(len(items))]
 
@@ -58,16 +59,28 @@ class Shards:
 
     def barrier(self) -> None:
         if self.distributed:
-            from accelerate import PartialState
+            import torch.distributed as dist
 
-            PartialState().wait_for_everyone()
+            dist.barrier()
 
 
 def current_shards() -> Shards:
-    """The shards of this process: from accelerate's state when launched on several processes, else one shard."""
+    """The shards of this process, from the launcher's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``).
+
+    accelerate's state sets up the process group (NCCL on GPUs); where it does not (a machine without GPUs, where
+    it reports a single process), a gloo group is started from the same environment.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Shards()
-    from accelerate import PartialState
+    import torch.distributed as dist
 
-    state = PartialState()
-    return Shards(rank=state.process_index, world=state.num_processes, local_rank=state.local_process_index)
+    if not dist.is_initialized():
+        try:
+            from accelerate import PartialState
+
+            PartialState()
+        except ImportError:  # pragma: no cover - accelerate is a dependency
+            pass
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return Shards(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
