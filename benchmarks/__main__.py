@@ -10,8 +10,9 @@ AVAILABLE = sorted(p.stem[len("bench_"):] for p in Path(__file__).parent.glob("b
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: python -m benchmarks {{{','.join(AVAILABLE)}}} [options]\n\n"
-              "Each benchmark prints its table and writes benchmarks/results/<name>_<device>.{json,md}; "
-              "pass --help after the name for its options.", file=sys.stderr if not argv else sys.stdout)
+              "Each benchmark prints its table and writes <name>_<device>.{json,md} to outputs/benchmarks/ (or, "
+              "with --update-results, to the committed benchmarks/results/); pass --help after the name for its "
+              "options.", file=sys.stderr if not argv else sys.stdout)
         return 0 if argv else 2
     if argv[0] not in AVAILABLE:
         print(f"unknown benchmark {argv[0]!r}; available: {', '.join(AVAILABLE)}", file=sys.stderr)

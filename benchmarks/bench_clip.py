@@ -4,8 +4,8 @@ All methods run in one process, interleaved round-robin after a warm-up, and the
 reported, so the ratios are measured side by side under the same machine load. Also reported: image-encoder
 passes per image and the canonicaliser's own cost.
 
-    python benchmarks/bench_clip.py                       # CPU, 1 thread, ~1-2 min on an idle machine
-    python benchmarks/bench_clip.py --device cuda --images 64 --repeats 10
+    python -m benchmarks clip                       # CPU, 1 thread, ~1-2 min on an idle machine
+    python -m benchmarks clip --device cuda --images 64 --repeats 10
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ import time
 import torch
 
 from hf_equivariant.models.clip.open_clip import EquivariantOpenCLIP
+
+try:
+    from . import output_dir
+except ImportError:  # run as a script: python benchmarks/bench_clip.py
+    from benchmarks import output_dir
 
 METHODS = {  # name -> (strategy, aggregation, deduplicate)
     "base": ("none", "mean_prob", True),
@@ -36,8 +41,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks clip", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--images", type=int, default=2, help="input images per call")
     parser.add_argument("--classes", type=int, default=100)
@@ -46,9 +51,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (CPU; 1 is steadiest on a shared machine)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--output-dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--output-dir", default=None,
+                        help="result folder (default: outputs/benchmarks, or benchmarks/results with --update-results)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="overwrite the committed result files in benchmarks/results")
     parser.add_argument("--tag", default=None, help="suffix of the result files (default: device kind)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.output_dir = str(output_dir(args.update_results, args.output_dir))
     if args.threads:
         torch.set_num_threads(args.threads)
     import open_clip
@@ -125,7 +134,8 @@ def main() -> None:
     with open(os.path.join(args.output_dir, f"clip_vit_b32_{tag}.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,7 +7,7 @@ on a subset. Reports base-model rows per generated token, tokens per second, pea
 wall-time ratio to the base model (median of interleaved repeats after a warm-up), per prompt category. Greedy
 decoding, so every configuration's output can be checked against the others.
 
-    python -m benchmarks generation                # CPU, writes benchmarks/results/generation_cpu.{json,md}
+    python -m benchmarks generation                # CPU, writes outputs/benchmarks/generation_cpu.{json,md} (--update-results: benchmarks/results/)
     python -m benchmarks generation --device cuda
 """
 
@@ -31,7 +31,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-RESULTS = Path(__file__).resolve().parent / "results"
+try:
+    from . import output_dir
+except ImportError:  # run as a script: python benchmarks/bench_generation.py
+    from benchmarks import output_dir
 
 # 60 prompts: 20 with no demographic word, 20 with one, 20 with several (gender, race, religion words).
 PROMPTS: dict[str, list[str]] = {
@@ -169,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="prompts per category for the naive reference (default: 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--small", action="store_true", help="tiny model instead of GPT-2 small (smoke test)")
-    parser.add_argument("--output", type=Path, default=None, help="result file stem (default: results/generation_<device>)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="result file stem (default: outputs/benchmarks/generation_<device>, or "
+                             "benchmarks/results/generation_<device> with --update-results)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="overwrite the committed result files in benchmarks/results")
     args = parser.parse_args(argv)
 
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -258,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             results["categories"][category] = rows_cat
             print(format_category(category, rows_cat), flush=True)
 
-    stem = args.output or RESULTS / f"generation_{device.type}{'_small' if args.small else ''}"
+    stem = args.output or output_dir(args.update_results) / f"generation_{device.type}{'_small' if args.small else ''}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     Path(f"{stem}.md").write_text(format_markdown(results))

@@ -52,7 +52,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--norm", default="group", choices=["group", "batch", "none"], help="normalisation in conv layers")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny convs: 1 is fastest)")
-    p.add_argument("--out", default="examples/results/multiview_digits", help="output path without extension")
+    p.add_argument("--out", default=None, help="output path without extension (default: "
+                   "outputs/examples/multiview_digits, or examples/results/multiview_digits with --update-results)")
+    p.add_argument("--update-results", action="store_true",
+                   help="overwrite the committed result files in examples/results (linked from the README)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run: k=2, one seed, 2 epochs")
     args = p.parse_args()
     if args.quick:
@@ -206,7 +209,9 @@ def main() -> None:
         bar.set_postfix(k=k, model=label, aug=aug, seed=seed)
         runs.append(train_one(args, splits, eval_sets[k], k, label, aug, seed))
     summary = summarise(runs)
-    out = Path(args.out)
+    repo = Path(__file__).resolve().parents[1]
+    default = (repo / "examples" / "results" if args.update_results else repo / "outputs" / "examples")
+    out = Path(args.out) if args.out else default / "multiview_digits"
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {key: value for key, value in vars(args).items() if key != "out"}
     meta = {"total_seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__,

@@ -13,7 +13,7 @@ shows how canonicalisation is meant to be used when fine-tuning is possible.
     python examples/train_digits_clip.py --save-dir /tmp/digits-clip
     hf-equivariant eval-clip --model /tmp/digits-clip --data digits
 
-Results go to examples/results/digits_clip.{json,md}.
+Results go to outputs/examples/digits_clip.{json,md} (examples/results/ with --update-results).
 """
 
 from __future__ import annotations
@@ -89,13 +89,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-seed", type=int, default=0, help="seed of the random test-time transforms")
-    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--results", default=None, help="result folder (default: outputs/examples, or "
+                        "examples/results with --update-results)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="overwrite the committed result files in examples/results (linked from the README)")
     parser.add_argument("--save-dir", default=None, help="also save the upright-trained wrapper (with tokenizer and "
                                                          "image processor) here")
     parser.add_argument("--skip-canonical-training", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny model: 1 is fastest on a "
                                                                "shared machine)")
     args = parser.parse_args()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if args.results is None:
+        args.results = os.path.join(repo, "examples", "results") if args.update_results else os.path.join(
+            repo, "outputs", "examples")
     torch.set_num_threads(args.threads)
 
     words = {w for t in DIGIT_TEMPLATES for w in t.replace("{}", " ").replace(".", " ").split()} | set(DIGIT_NAMES)

@@ -7,11 +7,24 @@ import importlib.util
 import os
 import shutil
 
-import pytest
-import torch
+# The suite never uses the network: without this, transformers looks for PEFT adapter files on the Hub (with
+# retries) whenever a model is loaded by a name that is not a local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Tiny models run fastest on one thread, and the suite stays fast when the machine is shared.
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def hub_online(monkeypatch):
+    """Lift the suite's offline mode for a test that mocks the Hub API (nothing reaches the network)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False, raising=False)
 
 WORDS = (
     "the The a an and of to was as worked had job known for said that is in on at with "

@@ -59,7 +59,7 @@ def test_model_card_and_config_contents(tmp_path, tiny_base, word_tokenizer, sma
                                                      strategy="full", aggregation="max_prob")
     model.save_pretrained(tmp_path / "m")
     card = (tmp_path / "m" / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: hf_equivariant")
+    assert card.startswith("---\nlibrary_name: transformers")
     assert "pipeline_tag: text-generation" in card and "| race | 3 | Black/White/Asian" in card
     assert "Base-model rows per token: 18" in card
     config = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -136,7 +136,8 @@ def test_trainer_fine_tunes_base_through_wrapper(tmp_path, tiny_base, word_token
     assert report.passed(1e-5)
 
 
-def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, tiny_base, word_tokenizer, small_factors):
+def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, hub_online, tiny_base, word_tokenizer,
+                                                           small_factors):
     import huggingface_hub
 
     uploaded = {}
@@ -158,7 +159,7 @@ def test_push_to_hub_uploads_the_save_folder_with_our_card(monkeypatch, tiny_bas
     assert model.push_to_hub("me/fair-gpt2") == "commit"
     assert uploaded["repo"] == "me/fair-gpt2"
     assert "model.safetensors" in uploaded["files"] and "tokenizer.json" in uploaded["files"]
-    assert "library_name: hf_equivariant" in uploaded["card"] and "| gender | 2 |" in uploaded["card"]
+    assert "library_name: transformers" in uploaded["card"] and "| gender | 2 |" in uploaded["card"]
 
 
 def test_loading_options_pass_through_to_the_base(saved_base, small_factors, word_tokenizer):

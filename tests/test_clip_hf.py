@@ -225,7 +225,7 @@ def test_pipeline_save_load_auto(base, tokenizer, tmp_path, caplog):
         assert base_gap > 1e-3  # the base pipeline is not invariant on the same images
 
 
-def test_push_to_hub_keeps_card(base, tokenizer, monkeypatch, tmp_path):
+def test_push_to_hub_keeps_card(hub_online, base, tokenizer, monkeypatch, tmp_path):
     import huggingface_hub
 
     uploaded = {}
@@ -250,7 +250,7 @@ def test_push_to_hub_keeps_card(base, tokenizer, monkeypatch, tmp_path):
     assert url == "https://hf.co/me/clip-rot"
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json",
             "preprocessor_config.json"} <= set(uploaded["files"])
-    assert "library_name: hf_equivariant" in uploaded["card"]
+    assert "library_name: transformers" in uploaded["card"]
 
 
 def test_siglip_sigmoid_wrapper(tokenizer, tmp_path):

@@ -5,6 +5,10 @@ Examples::
     hf-equivariant eval-clip --model ./digits-clip --data digits                      # offline, bundled data
     hf-equivariant eval-clip --model openai/clip-vit-base-patch32 --data cifar100 --data-root ~/data
     hf-equivariant eval-clip --open-clip ViT-B-32 --pretrained openai --data /data/imagenetv2 --limit 2000
+    accelerate launch --num_processes 4 -m hf_equivariant eval-clip --model ./clip --data digits --output r.json
+
+Under ``accelerate launch`` (or ``torchrun``) the images are split between the processes and the main process
+prints and writes the one result.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-batch", type=int, default=None, help="cap on images per encoder call")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda (each launched process uses its own GPU) or cuda:N")
+    p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="load the model in this dtype (default: as saved)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
     p.add_argument("--markdown", default=None, help="write the result tables as Markdown here")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -76,9 +82,39 @@ def _templates(args: argparse.Namespace) -> list[Any]:
     return list(OPENAI_IMAGENET_TEMPLATES if name == "openai" else SIMPLE_IMAGENET_TEMPLATES)
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Output folders must exist and a local model must be a CLIP-style one, before anything is loaded."""
+    from . import UsageError
+    from .lm import check_model_path, model_type_of
+
+    for flag in ("output", "markdown"):
+        path = getattr(args, flag)
+        if path is not None:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise UsageError(f"--{flag} {path}: the folder {folder} does not exist; create it first")
+    if args.model:
+        check_model_path(args.model, "model")
+        kind = model_type_of(args.model)
+        if kind and not _clip_style(args.model, kind):
+            raise UsageError(f"{args.model} holds a {kind!r} model, not a CLIP-style dual encoder (CLIP, SigLIP or an "
+                             "hf_equivariant CLIP wrapper); eval-clip scores zero-shot image classification")
+
+
+def _clip_style(path: str, kind: str) -> bool:
+    if kind.startswith(("hf_equivariant_clip", "hf_equivariant_siglip")):
+        return True
+    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    return "vision_config" in config and "text_config" in config
+
+
 def _load_model(args: argparse.Namespace, groups: list[str]) -> tuple[Any, Any, Any]:
     """(wrapper, tokenizer, preprocess) where preprocess maps a list of PIL images to pixel_values."""
     import torch
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    loading = {"dtype": dtype} if dtype is not None else {}
 
     if args.open_clip:
         import open_clip
@@ -86,7 +122,7 @@ def _load_model(args: argparse.Namespace, groups: list[str]) -> tuple[Any, Any, 
         from ..models.clip.open_clip import EquivariantOpenCLIP
 
         base, _, transform = open_clip.create_model_and_transforms(args.open_clip, pretrained=args.pretrained)
-        wrapper = EquivariantOpenCLIP(base.to(args.device).eval(), groups, max_batch=args.max_batch)
+        wrapper = EquivariantOpenCLIP(base.to(args.device, dtype).eval(), groups, max_batch=args.max_batch)
         return wrapper, open_clip.get_tokenizer(args.open_clip), lambda ims: torch.stack([transform(i) for i in ims])
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
@@ -96,11 +132,11 @@ def _load_model(args: argparse.Namespace, groups: list[str]) -> tuple[Any, Any, 
     if config.model_type.startswith("hf_equivariant_"):
         from transformers import AutoModelForZeroShotImageClassification
 
-        wrapper = AutoModelForZeroShotImageClassification.from_pretrained(args.model)
+        wrapper = AutoModelForZeroShotImageClassification.from_pretrained(args.model, **loading)
         if list(wrapper.config.groups) != groups and args.groups != "rot90,flip":
             raise ValueError(f"the saved wrapper is built for groups {wrapper.config.groups}, not {groups}")
     else:
-        wrapper = EquivariantCLIPModel.from_base(args.model, groups=groups, max_batch=args.max_batch)
+        wrapper = EquivariantCLIPModel.from_base(args.model, groups=groups, max_batch=args.max_batch, **loading)
     if args.max_batch is not None:
         wrapper.config.max_batch = args.max_batch
     wrapper = wrapper.to(args.device).eval()
@@ -133,16 +169,26 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"unknown method/condition {bad}; methods: {sorted(METHODS)}; conditions: {list(CONDITIONS)}")
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        raise ValueError("--batch-size and --limit must be positive")
+        from . import UsageError
+
+        raise UsageError("--batch-size and --limit must be positive")
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     templates = _templates(args)
+    _check_paths(args)
+    from ..eval.distributed import current_shards
+
+    shards = current_shards()
+    args.device = shards.device(args.device)
     wrapper, tokenizer, preprocess = _load_model(args, groups)
     data = _load_data(args, preprocess).limit(args.limit, seed=args.seed)
     class_embeds = wrapper.class_embeddings(tokenizer, data.classnames, templates)
     report = evaluate_robustness(wrapper, class_embeds, data, methods, conditions, seed=args.seed,
-                                 batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+                                 batch_size=args.batch_size, device=args.device,
+                                 progress=not args.no_progress, shards=shards)
     report.meta.update({"model": args.model or f"open_clip:{args.open_clip}:{args.pretrained}", "data": args.data,
-                        "groups": groups, "templates": len(templates)})
+                        "groups": groups, "templates": len(templates), "dtype": args.dtype or "as saved"})
+    if not shards.is_main:
+        return 0
     table = report.to_markdown()
     print(table)
     if args.output:

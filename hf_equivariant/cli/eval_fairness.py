@@ -5,6 +5,10 @@ Examples::
     hf-equivariant eval-fairness demo --strategies base,full,multi,canonical --output results/
     hf-equivariant eval-fairness gpt2 --groups gender race --prompts prompts.json --targets occupations.json \\
         --samples 20 --classifier ./regard-classifier --output results/
+    accelerate launch --num_processes 2 -m hf_equivariant eval-fairness demo --output results/
+
+Under ``accelerate launch`` (or ``torchrun``) the prompts are split between the processes and the main process
+prints and writes the one result.
 
 Only the standard library is imported at module level, so ``--help`` stays fast; the work happens in :func:`run`.
 """
@@ -58,7 +62,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--association-margin", type=float, default=0.0,
                    help="estimated associations need the best member to beat the runner-up by this ratio")
     p.add_argument("--max-rows", type=int, default=None, help="cap on base-model rows per forward call")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda (each launched process uses its own GPU) or cuda:N")
+    p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="load the model in this dtype (default: as saved)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -131,14 +137,22 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    import torch
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.model == "demo":
         from ..demo import load_demo_model
 
-        return load_demo_model(args.device)
+        model, tokenizer = load_demo_model(args.device)
+        return (model.to(dtype) if dtype is not None else model), tokenizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .lm import check_model_path
+
+    check_model_path(args.model, "model")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model).to(args.device).eval()
+    loading = {"dtype": dtype} if dtype is not None else {}
+    model = AutoModelForCausalLM.from_pretrained(args.model, **loading).to(args.device).eval()
     return model, tokenizer
 
 
@@ -156,13 +170,19 @@ def run(args: argparse.Namespace) -> int:
     strategies = _split(args.strategies)
     if "all" in strategies:
         strategies = ["base", *STRATEGY_TABLE]
+    from ..eval.distributed import current_shards
+
+    shards = current_shards()
+    args.device = shards.device(args.device)
     model, tokenizer = _load_model(args)
     report = evaluate_fairness(
         model, tokenizer, _split(args.groups), prompts, targets, strategies, samples=args.samples,
         max_new_tokens=args.max_new_tokens, top_k=args.top_k, seed=args.seed, classifier=args.classifier,
         score_text=args.score_text, association_margin=args.association_margin,
         wrapper_kwargs={"max_rows": args.max_rows} if args.max_rows else None, progress=not args.no_progress,
-        model_name=args.model)
+        model_name=args.model, shards=shards)
+    if not shards.is_main:
+        return 0
     table = report.to_markdown()
     print(table)
     if args.output:

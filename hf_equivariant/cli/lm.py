@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 
 def _positive_int(text: str) -> int:
@@ -48,20 +50,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.set_defaults(func=run_generate)
 
 
+def check_model_path(path: str, what: str) -> None:
+    """A local-looking path must exist (a Hub id is checked when loading)."""
+    from ..models.provenance import is_local_reference
+
+    if is_local_reference(path) and not os.path.isdir(path):
+        from . import UsageError
+
+        raise UsageError(f"{what} {path!r} does not exist: give the folder of a saved model or a Hub id")
+
+
+def model_type_of(path: str) -> str:
+    """``model_type`` from a folder's ``config.json`` (``""`` when there is none)."""
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        return ""
+    with open(config, encoding="utf-8") as f:
+        return str(json.load(f).get("model_type", ""))
+
+
 def _load(path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models.causal_lm import EquivariantModelForCausalLM
+    from . import UsageError
 
+    check_model_path(path, "model")
+    kind = model_type_of(path)
+    if kind and kind != "hf_equivariant_causal_lm":
+        raise UsageError(f"{path} holds a {kind!r} model, not an equivariant causal LM; wrap a causal LM first "
+                         "(`hf-equivariant wrap BASE --groups ... --output DIR`)")
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     if not isinstance(model, EquivariantModelForCausalLM):
-        raise ValueError(f"{path} is a plain {type(model).__name__}, not an equivariant model; use `wrap` first")
+        raise UsageError(f"{path} is a plain {type(model).__name__}, not an equivariant model; use `wrap` first")
     return model, model.tokenizer or AutoTokenizer.from_pretrained(path)
+
+
+def _encode_prompt(model, tokenizer, prompt: str, new_tokens: int = 0):
+    """The prompt's ids; an empty prompt or one longer than the model's context is a usage error."""
+    from . import UsageError
+
+    if not prompt.strip():
+        raise UsageError("the prompt is empty: give some text to continue, e.g. \"The woman worked as a\"")
+    enc = tokenizer(prompt, return_tensors="pt")
+    length = int(enc["input_ids"].shape[-1])
+    limit = _context_length(model)
+    if limit is not None and length + new_tokens > limit:
+        raise UsageError(f"the prompt is {length} tokens{f' and --max-new-tokens is {new_tokens}' if new_tokens else ''}"
+                         f", more than the model's context of {limit} tokens: shorten the prompt"
+                         f"{' or generate fewer tokens' if new_tokens else ''}")
+    return enc
+
+
+def _context_length(model) -> int | None:
+    config = getattr(getattr(model, "base", model), "config", None)
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def run_wrap(args: argparse.Namespace) -> int:
     from ..models.causal_lm import EquivariantModelForCausalLM
+    from . import UsageError
 
+    check_model_path(args.base, "base model")
+    kind = model_type_of(args.base)
+    if kind:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            raise UsageError(f"{args.base} holds a {kind!r} model, not a causal language model: `wrap` wraps causal "
+                             "LMs (for CLIP-style models use EquivariantCLIPModel.from_base or `eval-clip`)")
     model = EquivariantModelForCausalLM.from_base(args.base, groups=args.groups, strategy=args.strategy,
                                                   aggregation=args.aggregation)
     model.save_pretrained(args.output, save_base_weights=not args.light)
@@ -74,7 +135,7 @@ def run_check(args: argparse.Namespace) -> int:
     from ..checks import check_equivariance
 
     model, tokenizer = _load(args.model)
-    report = check_equivariance(model, tokenizer(args.prompt, return_tensors="pt"), max_elements=args.max_elements)
+    report = check_equivariance(model, _encode_prompt(model, tokenizer, args.prompt), max_elements=args.max_elements)
     print(report)
     return 0 if report.passed(args.atol) else 1
 
@@ -84,8 +145,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
     model, tokenizer = _load(args.model)
     torch.manual_seed(args.seed)
-    enc = tokenizer(args.prompt, return_tensors="pt")
-    out = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=args.sample, top_k=args.top_k,
+    enc = _encode_prompt(model, tokenizer, args.prompt, args.max_new_tokens)
+    sampling = {"do_sample": True, "top_k": args.top_k} if args.sample else {"do_sample": False}
+    out = model.generate(**enc, max_new_tokens=args.max_new_tokens, **sampling,
                          pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     print(tokenizer.decode(out[0], skip_special_tokens=True))
     return 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..actions.tokens import TokenPermutationAction, WordSwap
+from .distributed import Shards
 from .fairness_report import FairnessReport
 from .fairness_samples import (
     classifier_scores,
@@ -458,19 +459,46 @@ class _Setup:
     target_ids: torch.Tensor | None
     reference: list[torch.Tensor]
     associations: dict[str, dict[str, int | None]]
+    shards: Shards = field(default_factory=Shards)
+
+    def map(self, fn: Callable[[int], Any], progress: bool, desc: str) -> list[Any]:
+        """``fn(n)`` for every prompt ``n``, split between the launched processes (tensors come back on the model's
+        device); a progress bar on the main process."""
+        device = self.ids[0].device if self.ids else torch.device("cpu")
+        bar = tqdm(total=len(self.shards.mine(len(self.prompts))), desc=desc,
+                   disable=not progress or not self.shards.is_main)
+
+        def one(n: int) -> Any:
+            out = fn(n)
+            bar.update()
+            return _to_device(out, "cpu") if self.shards.distributed else out
+
+        results = self.shards.map(one, list(range(len(self.prompts))))
+        bar.close()
+        return [_to_device(r, device) for r in results] if self.shards.distributed else results
+
+
+def _to_device(value: Any, device: Any) -> Any:
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value
 
 
 def _reference_pass(base_model: Any, setup: _Setup,
                     progress: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per prompt: the base model's orbit average, and its renormalised target probabilities per element."""
     prob_fn = lambda x: next_token_probs(base_model, x)  # noqa: E731
-    refs, variants = [], []
-    for ids in tqdm(setup.ids, desc="orbit average", disable=not progress):
-        probs, pulled = _element_batch(prob_fn, setup.action, ids)
-        refs.append(pulled.mean(0))
-        if setup.target_ids is not None:
-            variants.append(_renormalised(probs[:, setup.target_ids]))
-    return refs, variants
+
+    def one(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        probs, pulled = _element_batch(prob_fn, setup.action, setup.ids[n])
+        return pulled.mean(0), None if setup.target_ids is None else _renormalised(probs[:, setup.target_ids])
+
+    results = setup.map(one, progress, "orbit average")
+    return [r for r, _ in results], [v for _, v in results if v is not None]
 
 
 def _renormalised(p: torch.Tensor) -> torch.Tensor:
@@ -589,11 +617,8 @@ def _evaluate_strategy(name: str, models: tuple[Any, Any], setup: _Setup, tokeni
     """All metrics of one strategy."""
     model, reversed_model = models
     is_base = name == "base"
-    rows, variants = [], []
-    for n in tqdm(range(len(setup.prompts)), desc=name, disable=not progress):
-        row, v = _evaluate_prompt(model, reversed_model, is_base, setup, n)
-        rows.append(row)
-        variants.append(v)
+    results = setup.map(lambda n: _evaluate_prompt(model, reversed_model, is_base, setup, n), progress, name)
+    rows, variants = [r for r, _ in results], [v for _, v in results]
     device = setup.ids[0].device if setup.ids else torch.device("cpu")
     result: dict[str, Any] = {
         "from_base_kwargs": None if is_base else STRATEGY_TABLE[name],
@@ -616,13 +641,15 @@ def _evaluate_strategy(name: str, models: tuple[Any, Any], setup: _Setup, tokeni
 def _sample_strategy(model: Any, tokenizer: Any, setup: _Setup, sampling: dict[str, Any], progress: bool,
                      name: str) -> dict[str, Any]:
     """Sampled continuations per demographic variant, classifier scores and demographic representation."""
-    per_prompt = []
-    for n in tqdm(range(len(setup.prompts)), desc=f"{name} samples", disable=not progress):
-        per_prompt.append(sample_continuations(
+    def one(n: int) -> dict[str, Any]:
+        sampled = sample_continuations(
             model, tokenizer, setup.action, setup.factors, setup.ids[n], setup.parts,
             samples=sampling["samples"], max_new_tokens=sampling["max_new_tokens"], seed=sampling["seed"] + n,
-            top_k=sampling["top_k"]))
-        per_prompt[-1]["prompt"] = setup.prompts[n].prompt
+            top_k=sampling["top_k"])
+        sampled["prompt"] = setup.prompts[n].prompt
+        return sampled
+
+    per_prompt = setup.map(one, progress, f"{name} samples")
     return summarise_samples(per_prompt, setup.factors, sampling.get("classifier"), sampling["score_text"])
 
 
@@ -644,6 +671,7 @@ def evaluate_fairness(
     wrapper_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
     model_name: str | None = None,
+    shards: Shards | None = None,
 ) -> FairnessReport:
     """Measure every strategy in ``strategies`` on ``prompts`` and return a :class:`FairnessReport`.
 
@@ -659,6 +687,8 @@ def evaluate_fairness(
             ``"full"`` (prompt variant + continuation).
         association_margin: estimated associations need the best member to beat the runner-up by this ratio.
         wrapper_kwargs: extra ``from_base`` arguments for every wrapper (e.g. ``{"max_rows": 64}``).
+        shards: the processes to split the prompts between (``accelerate launch``, see
+            :mod:`hf_equivariant.eval.distributed`); every process returns the same report.
     """
     names = _check_strategy_names(strategies)
     if samples < 0 or max_new_tokens < 1:
@@ -674,6 +704,7 @@ def evaluate_fairness(
     built, skipped = _build_strategies(base_model, tokenizer, factors, names, wrapper_kwargs or {})
     action = _build_wrapper(base_model, tokenizer, factors, {"strategy": "full"}).action
     setup = _make_setup(tokenizer, factors, action, items, spec, device)
+    setup.shards = shards or Shards()
     setup.reference, variants = _reference_pass(base_model, setup, progress)
     meta = _meta(model_name or getattr(base_model.config, "_name_or_path", None), factors, action, setup, names,
                  skipped, samples, max_new_tokens, top_k, seed, classifier, score_text)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..actions.registry import image_action
 from ..datasets.digits import digit_split_indices, load_digits_data
+from .distributed import Shards
 
 __all__ = [
     "CONDITIONS", "METHODS", "DEFAULT_METHODS", "DIGIT_NAMES", "DIGIT_TEMPLATES", "ImageSet", "RobustnessReport",
@@ -86,10 +87,18 @@ class ImageSet:
         return ImageSet(items, self.labels[keep], self.classnames, self.preprocess)
 
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self), batch_size):
-            chunk = self.items[start:start + batch_size]
-            pixels = chunk if self.preprocess is None else self.preprocess(chunk)
-            yield pixels, self.labels[start:start + batch_size]
+        for index in range(self.num_batches(batch_size)):
+            yield self.batch(index, batch_size)
+
+    def num_batches(self, batch_size: int) -> int:
+        return (len(self) + batch_size - 1) // batch_size
+
+    def batch(self, index: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixel_values, labels)`` of batch ``index``."""
+        start = index * batch_size
+        chunk = self.items[start:start + batch_size]
+        pixels = chunk if self.preprocess is None else self.preprocess(chunk)
+        return pixels, self.labels[start:start + batch_size]
 
 
 @dataclass
@@ -141,11 +150,15 @@ def evaluate_robustness(
     topk: Sequence[int] = (1, 5),
     device: str | torch.device | None = None,
     progress: bool = True,
+    shards: Shards | None = None,
 ) -> RobustnessReport:
     """Accuracy of each method under each test-time condition, with images per second.
 
     ``model`` has ``zero_shot_logits(pixel_values, class_embeds, strategy, aggregation)``; ``class_embeds`` are
-    its normalised class embeddings (computed once). Throughput counts preprocessing-free model time only.
+    its normalised class embeddings (computed once). Throughput counts preprocessing-free model time only (per
+    process). With ``shards`` (several processes, see :mod:`hf_equivariant.eval.distributed`) each process
+    evaluates its share of the batches and every process returns the same report as a single-process run (up to
+    throughput).
     """
     for m in methods:
         if m not in METHODS:
@@ -153,37 +166,46 @@ def evaluate_robustness(
     for c in conditions:
         if c not in CONDITIONS:
             raise ValueError(f"unknown condition {c!r}; choose from {CONDITIONS}")
+    shards = shards or Shards()
     if device is None:
         device = class_embeds.device
-    # Preprocess once; draw the condition's transforms once per condition (shared by all methods).
-    batches = [(pixels.to(device), labels) for pixels, labels in data.batches(batch_size)]
+    count = data.num_batches(batch_size)
+    mine = shards.mine(count)
+    # Preprocess this process's batches once; draw each condition's transforms once for the whole set (the same
+    # draws, in the same order, as batch-by-batch), shared by all methods.
+    batches = {b: tuple(x.to(device) if i == 0 else x for i, x in enumerate(data.batch(b, batch_size))) for b in mine}
     report = RobustnessReport(meta={"num_images": len(data), "num_classes": len(data.classnames), "seed": seed,
-                                    "batch_size": batch_size, "device": str(device)})
-    bar = tqdm(total=len(methods) * len(conditions) * len(batches), disable=not progress, desc="robustness")
+                                    "batch_size": batch_size, "device": str(device), "processes": shards.world})
+    bar = tqdm(total=len(methods) * len(conditions) * len(mine), disable=not progress or not shards.is_main,
+               desc="robustness")
     for ci, condition in enumerate(conditions):
         generator = torch.Generator().manual_seed(seed * 1000 + ci)
-        moved = [_D4.apply(p, random_transform_elements(condition, p.shape[0], generator).to(p.device))
-                 for p, _ in batches]
+        elements = random_transform_elements(condition, len(data), generator)
+        moved = {b: _D4.apply(p, elements[b * batch_size:b * batch_size + p.shape[0]].to(p.device))
+                 for b, (p, _) in batches.items()}
         for method in methods:
             strategy, aggregation = METHODS[method]
-            hits = {k: 0 for k in topk}
-            encoded, seconds = 0, 0.0
-            for pixels, (_, labels) in zip(moved, batches):
+
+            def run(b: int) -> tuple[dict[int, int], float, float]:
+                pixels, labels = moved[b], batches[b][1]
                 with torch.inference_mode():
                     start = time.perf_counter()
                     logits = model.zero_shot_logits(pixels, class_embeds, strategy, aggregation)
                     if logits.is_cuda:
                         torch.cuda.synchronize()
-                    seconds += time.perf_counter() - start
-                encoded += getattr(getattr(model, "scorer", None), "last_encoded_images", pixels.shape[0])
+                    seconds = time.perf_counter() - start
+                encoded = getattr(getattr(model, "scorer", None), "last_encoded_images", pixels.shape[0])
                 ranked = logits.float().topk(min(max(topk), logits.shape[-1]), dim=-1).indices.cpu()
-                for k in topk:
-                    hits[k] += int((ranked[:, :k] == labels[:, None]).any(-1).sum())
                 bar.update()
+                return ({k: int((ranked[:, :k] == labels[:, None]).any(-1).sum()) for k in topk}, seconds,
+                        float(encoded))
+
+            results = shards.map(run, list(range(count)))
+            seconds = sum(r[1] for r in results)
             row = {"method": method, "condition": condition, "strategy": strategy, "aggregation": aggregation}
-            row.update({f"top{k}": hits[k] / len(data) for k in topk})
+            row.update({f"top{k}": sum(r[0][k] for r in results) / len(data) for k in topk})
             row["images_per_s"] = len(data) / seconds if seconds > 0 else float("inf")
-            row["encodes_per_image"] = encoded / len(data)
+            row["encodes_per_image"] = sum(r[2] for r in results) / len(data)
             report.rows.append(row)
     bar.close()
     return report

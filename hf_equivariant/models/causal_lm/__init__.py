@@ -1,11 +1,9 @@
 """Equivariant causal language models (word-swap groups on token ids)."""
 
-from transformers import AutoConfig, AutoModelForCausalLM
-
+from ..base import register_with_auto_classes
 from .configuration import EquivariantCausalLMConfig
 from .modeling import EquivariantModelForCausalLM
 
-AutoConfig.register(EquivariantCausalLMConfig.model_type, EquivariantCausalLMConfig, exist_ok=True)
-AutoModelForCausalLM.register(EquivariantCausalLMConfig, EquivariantModelForCausalLM, exist_ok=True)
+register_with_auto_classes(EquivariantCausalLMConfig, EquivariantModelForCausalLM)
 
 __all__ = ["EquivariantCausalLMConfig", "EquivariantModelForCausalLM"]

@@ -84,10 +84,13 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
     config_class = EquivariantCausalLMConfig
     main_input_name = "input_ids"
     base_auto_class = AutoModelForCausalLM
+    base_config_attr = "text_config"
+    auto_classes = ("AutoModelForCausalLM",)
     group_input = "input_ids"
     output_kind = "equivariant"
+    card_template = "causal_lm"
     card_pipeline_tag = "text-generation"
-    card_tags = ("fairness", "text-generation")
+    card_tags = ("fairness", "counterfactual-fairness", "word-swap")
 
     def __init__(self, config: EquivariantCausalLMConfig, base_model: Any = None, tokenizer: Any = None) -> None:
         super().__init__(config)
@@ -132,7 +135,8 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         """
         base, name = cls.load_base(model_or_name, revision=revision, **loading_kwargs)
         if tokenizer is None and name is not None and isinstance(model_or_name, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+            hub = {k: loading_kwargs[k] for k in ("cache_dir", "token", "local_files_only") if k in loading_kwargs}
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, **hub)
         factors = resolve_word_swaps(groups, tokenizer)
         width = _logits_width(base)
         if tokenizer is not None and len(tokenizer) > width:
@@ -144,26 +148,17 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
             aggregation=aggregation, branch_weighting=branch_weighting, base_model_name_or_path=name,
             base_model_revision=revision, max_rows=max_rows, share_identical_copies=share_identical_copies,
             canonicalization=canonicalization, share_common_prefix=share_common_prefix)
-        return cls(config, base_model=base, tokenizer=tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any):
-        """Reload a saved wrapper: full saves load their weights, light saves reload the base by name."""
-        config = kwargs.pop("config", None)
-        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
-        if not isinstance(config, EquivariantCausalLMConfig):
-            config = EquivariantCausalLMConfig.from_pretrained(
-                pretrained_model_name_or_path, **{k: kwargs[k] for k in hub_keys if k in kwargs})
-        tokenizer = _try_load_tokenizer(pretrained_model_name_or_path, kwargs)
-        if tokenizer is not None:  # hand-edited configs: the words must be what the token ids swap
-            for spec in config.groups:
-                WordSwap.from_spec(spec).verify(tokenizer)
-        if config.save_base_weights:
-            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
-        else:
-            model = cls._load_light(config, kwargs)
-        model.tokenizer = tokenizer
+        model = cls(config, base_model=base, tokenizer=tokenizer)
+        model.track_base(revision, cache_dir=loading_kwargs.get("cache_dir"))
         return model
+
+    def attach_loaded_components(self, path: str | os.PathLike, hub_kwargs: dict[str, Any]) -> None:
+        """The tokenizer saved beside the weights (``None`` when the folder has none); a saved config's words must be
+        what its token ids swap for that tokenizer (hand-edited configs)."""
+        self.tokenizer = _try_load_tokenizer(path, hub_kwargs)
+        if self.tokenizer is not None:
+            for spec in self.config.groups:
+                WordSwap.from_spec(spec).verify(self.tokenizer)
 
     # ------------------------------------------------------------------ group machinery
     @property
@@ -407,42 +402,51 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         return self(**inputs).logits
 
     # ------------------------------------------------------------------ saving
-    def model_card_sections(self) -> tuple[str, str, str, list[tuple[str, str]]]:
+    def card_group_tags(self) -> list[str]:
+        return [f.name for f in self.action.factors]
+
+    def card_context(self, repo: str) -> dict[str, Any]:
+        """Values for ``model_cards/causal_lm.md``."""
         config, action = self.config, self.action
         rows = ["| factor | order | word sets | tokens moved |", "|---|---|---|---|"]
         for factor in action.factors:
             sets = "; ".join("/".join(s) for s in factor.words)
             rows.append(f"| {factor.name} | {factor.order} | {sets} | {len(factor.support)} |")
         prod, total = action.group.order, sum(action.factor_orders)
-        cost = {"full": prod, "multi": total}.get(config.strategy, 1)
         base = config.base_model_name_or_path
-        mode = ("full (base weights included)" if config.save_base_weights else
-                f"light (config only; the base model is loaded from `{base}` at load time)")
-        usage = """import hf_equivariant  # registers the Auto classes
-from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+        checkpoint = ("Full: the base weights are included." if config.save_base_weights else
+                      f"Light: only the wrapper's config; the base model `{self.base_display_name(base or '')}` "
+                      f"{'(commit ' + config.base_model_revision + ') ' if config.base_model_revision else ''}"
+                      "is loaded at load time.")
+        factors = [f.name for f in action.factors]
+        return {
+            "title": f"{self.base_display_name('Causal LM')}, equivariant to {' x '.join(factors)}",
+            "base_model_name": self.base_display_name(""), "repo": repo,
+            "example_prompt": "The woman worked as a", "groups_table": "\n".join(rows), "group_order": prod,
+            "factor_orders": " x ".join(map(str, action.factor_orders)), "strategy": config.strategy,
+            "aggregation": config.aggregation, "branch_weighting": config.branch_weighting,
+            "rows_per_token": {"full": prod, "multi": total,
+                               "auto": f"at most {prod} (the orbit average) or {total} (anchor-free design 2)"}.get(
+                                   config.strategy, 1),
+            "strategy_note": _STRATEGY_NOTES.get((config.strategy, config.canonicalization),
+                                                 _STRATEGY_NOTES.get((config.strategy, None), "")),
+            "sharing": "on" if config.share_identical_copies else "off", "checkpoint": checkpoint,
+        }
 
-model = AutoModelForCausalLM.from_pretrained("<this repo or folder>")
-tokenizer = AutoTokenizer.from_pretrained("<this repo or folder>")
-pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
-print(pipe("The woman worked as", max_new_tokens=15))"""
-        sections = [
-            ("Groups", "\n".join(rows) + f"\n\nProduct group order: {prod} "
-                                         f"({' x '.join(map(str, action.factor_orders))})."),
-            ("Guarantee", "For every element g of the product group and every context x, "
-                          "P(g.v | g.x) = P(v | x): swapping the demographic words of a prompt swaps the "
-                          "distribution of the continuation in the same way. This holds for the words listed above "
-                          "in their single-token surface forms only; paraphrases and other words are not covered."),
-            ("Strategy and cost", f"strategy `{config.strategy}`, aggregation `{config.aggregation}`, branch "
-                                  f"weighting `{config.branch_weighting}`. Base-model rows per token: {cost} before "
-                                  f"sharing (full equitune would need {prod}); copy sharing is "
-                                  f"{'on' if config.share_identical_copies else 'off'}, so copies whose transformed "
-                                  "text is identical are computed once."),
-            ("Checkpoint", f"Save mode: {mode}."),
-        ]
-        title = f"Equivariant {base or 'causal LM'} ({', '.join(f.name for f in action.factors)})"
-        summary = ("A causal language model wrapped by hf_equivariant so that its next-token distribution is exactly "
-                   "equivariant to word-swap groups.")
-        return title, summary, usage, sections
+
+_STRATEGY_NOTES = {
+    ("auto", None): "The exact orbit average of the swapped prompts wherever it costs no more than anchor-free design 2 "
+                    "(always with at most one attribute in the text), else anchor-free design 2; chosen per position "
+                    "from the attributes present so far, so exact and causal.",
+    ("full", None): "The exact orbit average: every demographic variant of the prompt weighs the same.",
+    ("multi", "neutral"): "Anchor-free design 2: other factors' words replaced by the mean embedding of their orbit, "
+                          "branch weights by which factors occur, each factor's split routed to its own branch.",
+    ("multi", "representative"): "The paper's design 2: other factors' words replaced by the first word of their set, "
+                                 "so every variant is answered like that representative's (the anchor effect).",
+    ("canonical", None): "One copy oriented by the first word of each factor: exact, but every variant is answered like "
+                         "the first word's variant (the anchor effect).",
+    ("none", None): "The base model itself (for comparisons).",
+}
 
 
 def _logits_width(base: Any) -> int:

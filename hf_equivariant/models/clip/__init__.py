@@ -4,8 +4,7 @@ Importing this package registers the transformers wrappers with ``AutoConfig``, 
 ``AutoModelForZeroShotImageClassification``. See docs/clip.md.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
-
+from ..base import register_with_auto_classes
 from .configuration import EquivariantCLIPConfig, EquivariantSiglipConfig
 from .modeling import EquivariantCLIPModel, EquivariantSiglipModel, render_clip_model_card
 from .open_clip import EquivariantOpenCLIP, InvariantZeroShotClassifier
@@ -17,8 +16,5 @@ __all__ = [
     "IMAGE_STRATEGIES", "is_sigmoid_model", "render_clip_model_card",
 ]
 
-for _config, _model in ((EquivariantCLIPConfig, EquivariantCLIPModel),
-                        (EquivariantSiglipConfig, EquivariantSiglipModel)):
-    AutoConfig.register(_config.model_type, _config, exist_ok=True)
-    AutoModel.register(_config, _model, exist_ok=True)
-    AutoModelForZeroShotImageClassification.register(_config, _model, exist_ok=True)
+register_with_auto_classes(EquivariantCLIPConfig, EquivariantCLIPModel)
+register_with_auto_classes(EquivariantSiglipConfig, EquivariantSiglipModel)

@@ -43,12 +43,16 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
     base_auto_class = AutoModel
+    base_config_attr = "base_config"
+    auto_classes = ("AutoModel", "AutoModelForZeroShotImageClassification")
     group_input = "pixel_values"
     output_kind = "invariant"
+    card_template = "clip"
     card_pipeline_tag = "zero-shot-image-classification"
-    card_tags = ("zero-shot-image-classification", "invariance", "clip")
+    card_tags = ("robustness", "clip")
 
-    def __init__(self, config: EquivariantCLIPConfig, base_model: PreTrainedModel | None = None) -> None:
+    def __init__(self, config: EquivariantCLIPConfig, base_model: PreTrainedModel | None = None,
+                 processor: Any = None) -> None:
         super().__init__(config)
         if base_model is None:
             if config.base_config is None:
@@ -61,40 +65,42 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
         self.base = base_model
         self.scorer = InvariantImageScorer(config.groups, config.image_shape, config.canonicaliser_seed)
         self._text_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.processor = processor  # saved beside the weights, so pipeline(task, model=folder) finds it
         self.post_init()
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_base(cls, model_or_name: PreTrainedModel | str | os.PathLike, groups: Sequence[str] = ("rot90", "flip"),
-                  canonicaliser_seed: int = 0, revision: str | None = None, **options: Any) -> EquivariantCLIPModel:
+                  canonicaliser_seed: int = 0, revision: str | None = None, processor: Any = None,
+                  **options: Any) -> EquivariantCLIPModel:
         """Wrap a CLIP-style model (an instance, a Hub id or a local folder).
 
         ``options`` are the scoring settings (``strategy``, ``aggregation``, ``branch_weighting``, ``deduplicate``,
         ``max_batch``; see :class:`ScoringSettings`) and, for a base given by name, loading options (``dtype``,
-        ...). Picks :class:`EquivariantSiglipModel` for SigLIP-style (sigmoid) bases.
+        ...). Picks :class:`EquivariantSiglipModel` for SigLIP-style (sigmoid) bases. ``processor`` (loaded from
+        the base's folder or repo when it is given by name) is saved and pushed with the wrapper.
         """
         settings = {k: options.pop(k) for k in ScoringSettings.names() if k in options}
         base, name = cls.load_base(model_or_name, revision=revision, **options)
+        if processor is None and isinstance(model_or_name, (str, os.PathLike)):
+            processor = _try_load_processor(os.fspath(model_or_name), revision, options)
         model_cls = EquivariantSiglipModel if is_sigmoid_model(base) else EquivariantCLIPModel
         config = model_cls.config_class(base_config=base.config, groups=list(groups),
                                         canonicaliser_seed=canonicaliser_seed, base_model_name_or_path=name,
                                         base_model_revision=revision, **settings)
-        model = model_cls(config, base_model=base)
+        model = model_cls(config, base_model=base, processor=processor)
         model.train(base.training)
+        model.track_base(revision, cache_dir=options.get("cache_dir"))
         return model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any):
-        """Reload a saved wrapper (a light save reloads the base by name and rebuilds the reference from its seed)."""
-        config = kwargs.pop("config", None)
-        if not isinstance(config, EquivariantCLIPConfig):
-            hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
-            config = cls.config_class.from_pretrained(pretrained_model_name_or_path,
-                                                      **{k: kwargs[k] for k in hub_keys if k in kwargs})
-        if not config.save_base_weights:
-            model_cls = EquivariantSiglipModel if config.uses_sigmoid else EquivariantCLIPModel
-            return model_cls._load_light(config, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+    def _class_for_config(cls, config: Any) -> type[EquivariantCLIPModel]:
+        """A saved SigLIP wrapper loads as :class:`EquivariantSiglipModel` whichever class is asked."""
+        return EquivariantSiglipModel if config.uses_sigmoid else EquivariantCLIPModel
+
+    def attach_loaded_components(self, path: str | os.PathLike, hub_kwargs: dict[str, Any]) -> None:
+        """The processor saved beside the weights, if any."""
+        self.processor = _try_load_processor(os.fspath(path), hub_kwargs.get("revision"), hub_kwargs)
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """New modules only: the reference tensor is rebuilt from its seed; base modules use the base's scheme."""
@@ -283,39 +289,30 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
         return self(**inputs).logits_per_image
 
     # ------------------------------------------------------------------ saving
-    def model_card_sections(self) -> tuple[str, str, str, list[tuple[str, str]]]:
+    def card_group_tags(self) -> list[str]:
+        return [t.name for t in self.action.transforms]
+
+    def card_context(self, repo: str) -> dict[str, Any]:
+        """Values for ``model_cards/clip.md``."""
         config, action = self.config, self.action
         names = [t.name for t in action.transforms]
         orders = [t.order for t in action.transforms]
         commute = ("commute (a direct product)" if action.factors_commute else
                    f"do not commute: they generate a non-abelian group of order {action.order}")
-        usage = """import hf_equivariant  # registers the Auto classes
-from transformers import AutoModelForZeroShotImageClassification, AutoTokenizer, AutoImageProcessor, pipeline
-
-path = "<this repo or folder>"
-model = AutoModelForZeroShotImageClassification.from_pretrained(path)
-clf = pipeline("zero-shot-image-classification", model=model,
-               tokenizer=AutoTokenizer.from_pretrained(path), image_processor=AutoImageProcessor.from_pretrained(path))
-clf(image, candidate_labels=["a photo of a cat", "a photo of a dog"])"""
-        sections = [
-            ("Group", f"Transforms {', '.join(f'`{n}` (order {o})' for n, o in zip(names, orders))} acting on the "
-                      f"last two axes of `pixel_values`; they {commute}. Group order: {action.order}."),
-            ("Guarantee", "For every element g of the group, the zero-shot scores of g.x equal those of x (up to "
-                          "float rounding), for every set of labels. Invariance holds for `pixel_values` as the "
-                          "model sees them: rotating a non-square photo before the image processor changes resizing "
-                          "and cropping, which the guarantee does not cover."),
-            ("Strategy and cost", f"strategy `{config.strategy}`, aggregation `{config.aggregation}`, branch "
-                                  f"weighting `{config.branch_weighting}`: {self.images_per_input} image encoder "
-                                  f"pass(es) per image (full equitune: {action.order}). Text embeddings are computed "
-                                  f"once per label set. Canonicaliser seed {config.canonicaliser_seed} (the "
-                                  "reference tensor is saved with the weights)."),
-        ]
-        base = config.base_model_name_or_path
-        title = f"Rotation/flip-invariant {base or 'CLIP'} ({' x '.join(names)})"
-        summary = ("A CLIP-style zero-shot image classifier wrapped by hf_equivariant so that its scores are exactly "
-                   "invariant to the image transforms below (multi-group equitune, Baltaji, Basu & Varshney, TMLR "
-                   "2024).")
-        return title, summary, usage, sections
+        checkpoint = ("Full: the base weights and the canonicaliser's reference tensor are included."
+                      if config.save_base_weights else
+                      f"Light: only the wrapper's config; the base model `{self.base_display_name('')}` is loaded at "
+                      "load time and the canonicaliser's reference is rebuilt from its seed.")
+        return {
+            "title": f"{self.base_display_name('CLIP')}, invariant to {' x '.join(names)}",
+            "base_model_name": self.base_display_name(""), "repo": repo,
+            "group_description": f"Transforms {', '.join(f'`{n}` (order {o})' for n, o in zip(names, orders))} "
+                                 f"acting on the last two axes of `pixel_values`; they {commute}. Group order: "
+                                 f"{action.order}.",
+            "strategy": config.strategy, "aggregation": config.aggregation,
+            "branch_weighting": config.branch_weighting, "images_per_input": self.images_per_input,
+            "group_order": action.order, "canonicaliser_seed": config.canonicaliser_seed, "checkpoint": checkpoint,
+        }
 
 
 class EquivariantSiglipModel(EquivariantCLIPModel):
@@ -327,6 +324,17 @@ class EquivariantSiglipModel(EquivariantCLIPModel):
 def render_clip_model_card(model: EquivariantCLIPModel) -> str:
     """README.md for a saved wrapper (kept for 0.1.x callers; wrappers write it on save)."""
     return model.model_card()
+
+
+def _try_load_processor(path: str, revision: str | None = None, hub_kwargs: dict[str, Any] | None = None) -> Any:
+    """The processor (tokenizer + image processor) in a folder or repo, or ``None``."""
+    from transformers import AutoProcessor
+
+    kwargs = {k: v for k, v in (hub_kwargs or {}).items() if k in ("cache_dir", "token", "local_files_only")}
+    try:
+        return AutoProcessor.from_pretrained(path, revision=revision, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def _named_params(fn: Any) -> set[str]:

@@ -4,11 +4,10 @@ Importing this package registers :class:`MultiInputEquivariantConfig` / :class:`
 transformers' ``AutoConfig``, ``AutoModel`` and ``AutoModelForImageClassification``.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
-
 from ...actions.base import TrivialAction
 from ...actions.registry import input_action as input_group
 from ...actions.registry import input_actions as input_groups
+from ..base import register_with_auto_classes
 from .configuration import INPUT_GROUP_NAMES, MultiInputEquivariantConfig
 from .layers import EquivariantBranch, InvariantSymmetricLayer, MultiInputLayer, run_on_orbits, symmetrize
 from .linear import LinearISLayer, count_orbits, permutation_table, projection_matrix
@@ -31,6 +30,4 @@ __all__ = [
     "run_on_orbits", "symmetrize", "count_orbits", "permutation_table", "projection_matrix",
 ]
 
-AutoConfig.register(MultiInputEquivariantConfig.model_type, MultiInputEquivariantConfig, exist_ok=True)
-AutoModel.register(MultiInputEquivariantConfig, MultiInputEquivariantModel, exist_ok=True)
-AutoModelForImageClassification.register(MultiInputEquivariantConfig, MultiInputEquivariantModel, exist_ok=True)
+register_with_auto_classes(MultiInputEquivariantConfig, MultiInputEquivariantModel)

@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ...actions.registry import INPUT_GROUPS
+from ..base import EquivariantConfigMixin
 
 INPUT_GROUP_NAMES: tuple[str, ...] = tuple(INPUT_GROUPS)
 
@@ -18,7 +19,7 @@ _REDUCTIONS = ("sum", "mean")
 _NORMS = ("group", "batch", "none")
 
 
-class MultiInputEquivariantConfig(PretrainedConfig):
+class MultiInputEquivariantConfig(EquivariantConfigMixin, PretrainedConfig):
     """Settings of a multi-input equivariant classifier (the paper's design 1).
 
     Args:

@@ -120,30 +120,28 @@ class MultiInputEquivariantPreTrainedModel(EquivariantPreTrainedModel):
     main_input_name = "pixel_values"
     group_input = "pixel_values"
     output_kind = "invariant"
+    auto_classes = ("AutoModel", "AutoModelForImageClassification")
+    card_template = "multi_input"
     card_pipeline_tag = "image-classification"
-    card_tags = ("invariance", "multi-input", "image-classification")
+    card_tags = ("robustness", "multi-input")
 
-    def model_card_sections(self) -> tuple[str, str, str, list[tuple[str, str]]]:
+    def card_group_tags(self) -> list[str]:
+        return list(dict.fromkeys(self.config.groups))
+
+    def card_context(self, repo: str) -> dict[str, Any]:
+        """Values for ``model_cards/multi_input.md``."""
         config = self.config
-        groups = ", ".join(f"input {i}: `{g}`" for i, g in enumerate(config.groups))
-        usage = """import torch, hf_equivariant  # registers the Auto classes
-from transformers import AutoModel
-
-model = AutoModel.from_pretrained("<this repo or folder>").eval()
-x = torch.randn(4, %d, %d, %d, %d)   # [batch, inputs, channels, H, W]
-logits = model(pixel_values=x).logits""" % (config.num_inputs, config.num_channels, config.image_size,
-                                              config.image_size)
-        sections = [
-            ("Groups", f"One group per input ({groups}); the model is invariant to independent transforms of each "
-                       "input by its own group (their direct product)."),
-            ("Guarantee", "logits(g_1.x_1, ..., g_N.x_N) = logits(x_1, ..., x_N) for every element of every "
-                          "input's group, up to float rounding, in training and evaluation mode."),
-            ("Architecture", f"Design 1 of multi-group equitune: {len(config.conv_channels)} multi-input layer(s) "
-                             f"with equivariant branches{' and invariant-symmetric fusion' if config.fusion else ''}"
-                             f", readout `{config.readout}`, {config.num_labels} labels."),
-        ]
-        return ("Multi-input equivariant classifier", "A multi-input image classifier built with hf_equivariant "
-                "(design 1 of Baltaji, Basu & Varshney, TMLR 2024).", usage, sections)
+        fusion = " and invariant-symmetric fusion" if config.fusion else ""
+        backbone = (f"a {config.backbone_config['model_type']} backbone (invariant stem)" if config.backbone_config
+                    else f"{len(config.conv_channels)} multi-input conv layer(s) with equivariant branches")
+        return {
+            "title": f"Multi-input equivariant classifier ({', '.join(config.groups)})", "repo": repo,
+            "num_inputs": config.num_inputs, "num_channels": config.num_channels, "image_size": config.image_size,
+            "groups": ", ".join(f"input {i}: `{g}`" for i, g in enumerate(config.groups)),
+            "group_order": math.prod(a.order for a in self.actions),
+            "architecture": f"Design 1 of multi-group equitune: {backbone}{fusion}, readout `{config.readout}`, "
+                            f"{config.num_labels} labels.",
+        }
 
     def _init_weights(self, module: nn.Module) -> None:
         # PyTorch's default (Kaiming-uniform) init rather than N(0, 0.02): these nets are trained from scratch.
