@@ -33,7 +33,8 @@ case "$job" in
         if [[ $# -eq 0 && -z "${HFE_SKIP_COMPAT:-}" ]]; then
             echo "[hf_equivariant] causal-LM tests on transformers 4.57 (overlay $compat)" >&2
             PYTHONPATH="$compat" "$venv/bin/python" -m pytest -q tests/test_causal_lm_equivariance.py \
-                tests/test_causal_lm_generation.py tests/test_causal_lm_hub.py tests/test_word_swap.py
+                tests/test_causal_lm_generation.py tests/test_causal_lm_hub.py tests/test_word_swap.py \
+                tests/test_fairness_strategies.py tests/test_reliability.py
         fi ;;
     bench) exec "$venv/bin/python" -m benchmarks "$@" ;;
     shell) exec "$venv/bin/python" "$@" ;;
