@@ -45,6 +45,12 @@ from .models.multi_input import (
     MultiInputEquivariantModel,
     MultiInputLayer,
 )
+from .models.sequence_classification import (
+    EquivariantModelForSentenceEmbedding,
+    EquivariantModelForSequenceClassification,
+    EquivariantSentenceEmbeddingConfig,
+    EquivariantSequenceClassificationConfig,
+)
 from .plans import STRATEGIES, Plan, make_plan
 
 __all__ = [
@@ -55,5 +61,7 @@ __all__ = [
     "check_equivariance", "EquivariantCausalLMConfig", "EquivariantModelForCausalLM", "EquivariantCLIPConfig",
     "EquivariantCLIPModel", "EquivariantSiglipConfig", "EquivariantSiglipModel", "EquivariantOpenCLIP",
     "InvariantZeroShotClassifier", "MultiInputEquivariantConfig", "MultiInputEquivariantModel", "EquivariantBranch",
-    "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer",
+    "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer", "EquivariantSequenceClassificationConfig",
+    "EquivariantModelForSequenceClassification", "EquivariantSentenceEmbeddingConfig",
+    "EquivariantModelForSentenceEmbedding",
 ]
