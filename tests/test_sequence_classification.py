@@ -250,7 +250,8 @@ def test_neutral_replacements_and_representatives(families, gpt2_tokenizer):
         out = action.act(enc["input_ids"], None, [[0, 0, 0]], canonicalise=torch.tensor(mask), canonicalization=mode)
         return gpt2_tokenizer.decode(out["input_ids"][0])
 
-    assert text([False, False, True], "neutral") == "The African American person said their parent-in-law is non-binary."
+    assert text([False, False, True], "neutral") == (
+        "The African American person said their parent-in-law is non-binary.")
     assert text([True, True, False], "neutral") == "The man said his father-in-law is."  # adjectives deleted
     assert text([False, True, True], "representative") == (
         "The African American man said his father-in-law is cisgender.")
@@ -481,3 +482,34 @@ def test_sentence_embeddings_are_invariant(wordpiece):
     assert a.shape == (32,)
     with pytest.raises(ValueError, match="mean_logits"):
         he.EquivariantSentenceEmbeddingConfig(aggregation="mean_prob")
+
+
+# ------------------------------------------------------------------------------------------------ evaluation CLI
+def test_eval_classifier_cli(wordpiece, tmp_path, capsys):
+    import json
+
+    from hf_equivariant.cli import main
+
+    base = _bert(wordpiece, num_labels=2)
+    base.save_pretrained(tmp_path / "clf")
+    wordpiece.save_pretrained(tmp_path / "clf")
+    rows = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS + ["The White woman was rude.", "Hi there."])]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "out"
+    code = main(["eval-classifier", str(tmp_path / "clf"), "--groups", "race_ethnicity,gender_extended",
+                 "--data", str(data), "--strategies", "base,auto,multi-representative", "--output", str(out)])
+    assert code == 0
+    results = {r["model"]: r for r in json.loads((out / "eval_classifier.json").read_text())["results"]}
+    assert results["base"]["ctf_gap"] > 1e-3 and results["base"]["elements"] == 8
+    for name in ("auto", "multi-representative"):
+        assert results[name]["flip_rate"] == 0 and results[name]["ctf_gap"] < 1e-5
+        assert results[name]["fpr_gap_orbit_max"] == 0 or results[name]["fpr_gap_orbit_max"] != results[name][
+            "fpr_gap_orbit_max"]  # 0, or nan when a factor has no negative example
+    assert results["auto"]["rows_per_text"] > 1 and "| auto |" in capsys.readouterr().out
+    for argv, message in ((["--data", str(data), "--groups", "nope"], "unknown span set"),
+                          (["--data", str(data), "--strategies", "base,fancy"], "unknown strategy"),
+                          (["--data", str(tmp_path / "missing.jsonl")], "does not exist"),
+                          (["--data", str(data), "--max-elements", "0"], "positive integer")):
+        assert main(["eval-classifier", str(tmp_path / "clf"), *argv]) == 2
+        assert message in capsys.readouterr().err

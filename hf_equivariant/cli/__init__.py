@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 # Sub-command modules, in the order they are listed by --help.
-COMMAND_MODULES = ("demo", "lm", "eval_clip", "eval_fairness")
+COMMAND_MODULES = ("demo", "lm", "eval_clip", "eval_fairness", "eval_classifier")
 
 
 def build_parser() -> argparse.ArgumentParser:

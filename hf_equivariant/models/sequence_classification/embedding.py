@@ -78,7 +78,7 @@ class EquivariantModelForSentenceEmbedding(SpanInvariantModel):
                                  Aggregation("mean_logits", "identity"), kwargs)
         embeddings = F.normalize(run.output, dim=-1) if self.config.normalize else run.output
         output = SentenceEmbeddingOutput(embeddings=embeddings)
-        use_dict = return_dict if return_dict is not None else getattr(self.config, "use_return_dict", True)
+        use_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         return output if use_dict else output.to_tuple()
 
     @torch.no_grad()

@@ -313,7 +313,7 @@ class EquivariantModelForSequenceClassification(SpanInvariantModel):
         logits = run.output
         loss = None if labels is None else _classification_loss(logits, labels, link, self.num_labels)
         output = SequenceClassifierOutput(loss=loss, logits=logits)
-        use_dict = return_dict if return_dict is not None else getattr(self.config, "use_return_dict", True)
+        use_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         return output if use_dict else output.to_tuple()
 
     def equivariance_output(self, inputs: dict[str, Any]) -> torch.Tensor:
