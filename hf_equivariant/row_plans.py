@@ -100,7 +100,9 @@ def auto_uses_full(factor_orders: Sequence[int], present: torch.Tensor) -> torch
     """``[N]``: ``prod |Gi| <= sum |Gi|`` over the factors present in each input (no factor: ``True``).
 
     ``full`` then costs no more distinct copies than anchor-free ``multi`` (one factor present: the same copies;
-    two factors of order 2: 4 and 4), so the exact orbit average is taken.
+    two factors of order 2: 4 and 4), so the exact orbit average is taken. With orders of at least 2 these are the
+    only cases, and with one factor present anchor-free ``multi`` is the orbit average already: ``auto`` differs
+    from it only on inputs with exactly two order-2 factors.
     """
     orders = torch.tensor(list(factor_orders), dtype=torch.float64, device=present.device)
     prod = torch.where(present, orders, torch.ones_like(orders)).prod(-1)

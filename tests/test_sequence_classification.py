@@ -397,6 +397,12 @@ def test_overlap_and_ambiguity_errors_surface_in_from_base(wordpiece):
         wrap(base, tokenizer=wordpiece, groups=GROUPS, canonicalization="first")
     with pytest.raises(ValueError, match="strategy"):
         wrap(base, tokenizer=wordpiece, groups=GROUPS, strategy="equitune")
+    # Single-word built-in sets and saved specs are groups too.
+    model = wrap(base, tokenizer=wordpiece, groups=["religion", SpanSwap.builtin("age").to_spec()], strategy="full")
+    texts = ["The young Muslim man prayed.", "An elderly Christian and a middle-aged Jewish neighbor."]
+    logits = _orbit_logits(model, wordpiece, texts)
+    assert model.action.order == 9 and (logits - logits[0]).abs().max().item() <= 1e-5
+    assert (_orbit_logits(model, wordpiece, texts[:1]) - logits[:, :1]).abs().max().item() <= 1e-5
     model = wrap(base, tokenizer=wordpiece, groups=GROUPS)
     with pytest.raises(ValueError, match="position_ids"):
         model(**wordpiece(["a man"], return_tensors="pt"), position_ids=torch.tensor([[0, 1, 2, 3]]))
@@ -513,3 +519,33 @@ def test_eval_classifier_cli(wordpiece, tmp_path, capsys):
                           (["--data", str(data), "--max-elements", "0"], "positive integer")):
         assert main(["eval-classifier", str(tmp_path / "clf"), *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_auto_takes_the_orbit_average_for_two_order_two_factors(wordpiece):
+    model = he.EquivariantModelForSequenceClassification.from_base(
+        _bert(wordpiece), tokenizer=wordpiece, groups=["gender_extended", "disability"]).eval()
+    enc = wordpiece(["The disabled man left.", "The autistic people left."], padding=True, return_tensors="pt")
+    out = {}
+    with torch.no_grad():
+        for strategy in ("full", "multi", "auto"):
+            model.config.strategy = strategy
+            out[strategy] = model(**enc).logits
+            out[strategy + " rows"] = model.last_row_counts.tolist()
+    assert out["full rows"] == out["multi rows"] == out["auto rows"] == [4, 2]  # 2 x 2 = 2 + 2; one factor: 2
+    torch.testing.assert_close(out["auto"], out["full"], atol=1e-6, rtol=0)
+    assert (out["multi"][0] - out["full"][0]).abs().max() > 1e-4  # design 2 is exact but not the orbit average
+    torch.testing.assert_close(out["multi"][1], out["full"][1], atol=1e-6, rtol=0)  # one factor: the same
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("strategy", ["full", "multi", "canonical", "auto"])
+def test_classifier_on_cuda_matches_cpu(wordpiece, strategy):
+    model = he.EquivariantModelForSequenceClassification.from_base(_bert(wordpiece), tokenizer=wordpiece,
+                                                                   groups=GROUPS, strategy=strategy).eval()
+    enc = wordpiece(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**enc).logits
+        model.to("cuda")
+        got = model(**{k: v.cuda() for k, v in enc.items()}).logits
+    torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=0)
+    assert he.check_equivariance(model, {k: v.cuda() for k, v in enc.items()}).passed(1e-4)
