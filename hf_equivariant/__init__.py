@@ -29,6 +29,10 @@ _EXPORTS: dict[str, str] = {
                      "EquivariantSiglipModel", "EquivariantOpenCLIP", "InvariantZeroShotClassifier"], "models.clip"),
     **dict.fromkeys(["MultiInputEquivariantConfig", "MultiInputEquivariantModel", "EquivariantBranch",
                      "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer"], "models.multi_input"),
+    **dict.fromkeys(["EquivariantSequenceClassificationConfig", "EquivariantModelForSequenceClassification",
+                     "EquivariantSentenceEmbeddingConfig", "EquivariantModelForSentenceEmbedding"],
+                    "models.sequence_classification"),
+    **dict.fromkeys(["SpanSwap", "SpanSwapAction"], "actions.spans"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -63,4 +67,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
                               EquivariantSiglipConfig, EquivariantSiglipModel, InvariantZeroShotClassifier)
     from .models.multi_input import (EquivariantBranch, InvariantSymmetricLayer, LinearISLayer,
                                      MultiInputEquivariantConfig, MultiInputEquivariantModel, MultiInputLayer)
+    from .actions.spans import SpanSwap, SpanSwapAction
+    from .models.sequence_classification import (EquivariantModelForSentenceEmbedding,
+                                                 EquivariantModelForSequenceClassification,
+                                                 EquivariantSentenceEmbeddingConfig,
+                                                 EquivariantSequenceClassificationConfig)
     from .plans import STRATEGIES, Plan, make_plan

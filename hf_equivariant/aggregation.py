@@ -149,9 +149,12 @@ def get_aggregation(name: str, link: str = "softmax") -> Aggregation:
 def segment_combine(aggregation: Aggregation, values: torch.Tensor, weights: torch.Tensor, segment: torch.Tensor,
                     num_segments: int) -> torch.Tensor:
     """Combine rows ``values [R, ...]`` with weights ``[R]`` (or ``[R, ...]`` broadcastable) into ``num_segments``
-    groups given by ``segment [R]``: a partial result ``[num_segments, ...]`` (softmax and identity links)."""
+    groups given by ``segment [R]``: a partial result ``[num_segments, ...]`` (``[2, num_segments, ...]`` for
+    ``mean_prob`` with a sigmoid link: the log mean probabilities of each class being on and off)."""
     if aggregation.link == "sigmoid" and aggregation.name == "mean_prob":
-        raise ValueError("segment_combine supports softmax and identity links")
+        softmax_like = Aggregation("mean_prob")  # the same weighted log-sum-exp, applied to each side
+        return torch.stack([segment_combine(softmax_like, F.logsigmoid(values), weights, segment, num_segments),
+                            segment_combine(softmax_like, F.logsigmoid(-values), weights, segment, num_segments)])
     w = weights.to(device=values.device, dtype=values.dtype)
     w = w.view(w.shape[0], *([1] * (values.dim() - 1))) if w.dim() == 1 else w
     segment = segment.to(values.device)

@@ -10,13 +10,16 @@ Two entry points share the same steps and differ only in how outputs are combine
 - :func:`run_dense` for every other action (images, feature maps, invariant scores): outputs are mapped back by the
   action, symmetrised by branch and combined with :class:`~hf_equivariant.aggregation.Aggregation`.
   :func:`run_dense_streams` runs several inputs with their own groups through one model call (design 1).
+- :func:`run_sequences` for actions that change sequence lengths (span swaps) with invariant outputs
+  (classifiers, sentence embeddings): per-input copies (:mod:`hf_equivariant.row_plans`) become one re-padded
+  batch, identical transformed sequences of an input run once, and rows are aggregated per input in log space.
 
 The model call is a callable supplied by the wrapper; there is no Python loop over group elements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +28,11 @@ import torch
 from .actions.base import GroupAction
 from .aggregation import Aggregation, segment_combine
 from .plans import Copies, Plan, drop_idle_copies, make_plan, realise
+from .row_plans import RowCopies
 from .sharing import RowLayout, common_prefix_length, shared_layout
 
-__all__ = ["transform_copies", "run_tokens", "TokenRun", "token_prefix_length", "run_dense", "run_dense_streams", "DenseRun",
-           "symmetrise_function"]
+__all__ = ["transform_copies", "run_tokens", "TokenRun", "token_prefix_length", "run_dense", "run_dense_streams",
+           "DenseRun", "symmetrise_function", "run_sequences", "SequenceRun"]
 
 
 def transform_copies(action: GroupAction, copies: Copies, x: torch.Tensor, **context: Any) -> torch.Tensor:
@@ -367,3 +371,122 @@ def symmetrise_function(fn: Callable[[torch.Tensor], torch.Tensor], action: Grou
     """
     plan = make_plan(action.group, strategy, branch_weighting, output=output, deduplicate=output == "invariant")
     return run_dense(plan, action, x, fn, Aggregation("mean_logits", "identity"), output=output, **context).output
+
+
+# ---------------------------------------------------------------------------------------------------- sequences
+@dataclass
+class SequenceRun:
+    """What :func:`run_sequences` returns: the aggregated output ``[N, ...]`` and, per input, the copies its plan
+    asked for (nonzero weight, before de-duplication) and the base-model rows it used (after)."""
+
+    output: torch.Tensor
+    copies: torch.Tensor
+    rows: torch.Tensor
+
+    @property
+    def num_rows(self) -> int:
+        """Base-model rows of the whole batch."""
+        return int(self.rows.sum())
+
+
+def _unique_rows(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, inverse)``: the first index of each distinct row of ``key`` (sorted by content) and the distinct
+    row of every row."""
+    unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((unique.shape[0],), key.shape[0], dtype=torch.long, device=key.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(key.shape[0], device=key.device), reduce="amin")
+    return first, inverse
+
+
+def _non_empty(batch: dict[str, torch.Tensor], side: str, pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Give rows left with no token (a text that was only deleted spans) one padding token to attend to: a fixed
+    function of the transformed row, so invariance is kept."""
+    mask = batch["attention_mask"]
+    if mask.shape[1] == 0:
+        batch = {k: torch.nn.functional.pad(v, (0, 1), value=pad_token_id if k == "input_ids" else 0)
+                 for k, v in batch.items()}
+        mask = batch["attention_mask"]
+    empty = ~mask.bool().any(-1)
+    if bool(empty.any()):
+        column = 0 if side == "right" else mask.shape[1] - 1
+        mask = mask.clone()
+        mask[empty, column] = 1
+        batch = {**batch, "attention_mask": mask}
+    return batch
+
+
+def _trim(chunk: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the columns that are padding in every row of a chunk (padding is on one side, so they are contiguous)."""
+    used = chunk["attention_mask"].bool().any(0).nonzero().flatten()
+    if used.numel() == 0 or (int(used[0]) == 0 and int(used[-1]) == chunk["attention_mask"].shape[1] - 1):
+        return chunk
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    return {k: v[:, lo:hi] for k, v in chunk.items()}
+
+
+def run_sequences(
+    action: Any,
+    copies: RowCopies,
+    inputs: Mapping[str, torch.Tensor],
+    call: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    aggregation: Aggregation,
+    *,
+    present: torch.Tensor | None = None,
+    deduplicate: bool = True,
+    max_rows: int | None = None,
+    padding_side: str = "right",
+    pad_token_id: int | None = None,
+) -> SequenceRun:
+    """Invariant output of ``call`` over the per-input copies of a length-changing action (span swaps).
+
+    ``inputs`` holds ``input_ids [N, T]`` and optionally ``attention_mask`` and ``token_type_ids``. Steps: keep the
+    copies with nonzero weight; with ``deduplicate`` and ``present [N, F]`` (the factors occurring in each input),
+    copies that differ only on absent factors are merged before acting; the action builds one re-padded batch
+    (``padding_side``: right by default, so absolute positions of real tokens never depend on the batch);
+    identical transformed sequences of an input are merged (their weights summed); ``call(batch) -> [R, ...]``
+    runs the base model on chunks of at most ``max_rows`` rows, each trimmed of all-padding columns; rows are
+    combined per input in aggregation space as they arrive.
+    """
+    ids = torch.as_tensor(inputs["input_ids"])
+    n = ids.shape[0]
+    if n == 0:
+        raise ValueError("run_sequences needs at least one input row")
+    device = ids.device
+    mask = inputs.get("attention_mask")
+    types = inputs.get("token_type_ids")
+    weights = copies.weights.to(device)
+    row, copy = (weights.t() > 0).nonzero(as_tuple=True)  # input-major
+    parts = copies.parts.to(device)[copy, row]
+    canon = copies.canonicalise.to(device)[copy, row]
+    w = weights[copy, row].float()
+    copies_per_input = torch.bincount(row, minlength=n)
+    if deduplicate and present is not None:
+        on = present.to(device)[row]
+        parts, canon = torch.where(on, parts, torch.zeros_like(parts)), canon & on
+        first, inverse = _unique_rows(torch.cat([row[:, None], parts, canon.long()], dim=1))
+        w = torch.zeros(first.numel(), device=device).index_add_(0, inverse, w)
+        row, parts, canon = row[first], parts[first], canon[first]
+    batch = action.act(ids[row], None if mask is None else torch.as_tensor(mask)[row], parts[None],
+                       token_type_ids=None if types is None else torch.as_tensor(types)[row],
+                       canonicalise=canon[None], canonicalization=copies.canonicalization,
+                       padding_side=padding_side, pad_token_id=pad_token_id)
+    pad = pad_token_id if pad_token_id is not None else getattr(action.tokenizer, "pad_token_id", None)
+    batch = _non_empty(batch, padding_side, int(pad or 0))
+    if deduplicate:
+        key = [row[:, None], batch["input_ids"], batch["attention_mask"].long()]
+        if "token_type_ids" in batch:
+            key.append(batch["token_type_ids"].long())
+        first, inverse = _unique_rows(torch.cat(key, dim=1))
+        w = torch.zeros(first.numel(), device=device).index_add_(0, inverse, w)
+        row = row[first]
+        batch = {k: v[first] for k, v in batch.items()}
+    rows_per_input = torch.bincount(row, minlength=n)
+    total = row.numel()
+    step = total if max_rows is None else max(1, int(max_rows))
+    partial = None
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        out = call(_trim({k: v[start:stop] for k, v in batch.items()}))
+        values = aggregation.to_space(out)
+        partial = aggregation.merge(partial, segment_combine(aggregation, values, w[start:stop], row[start:stop], n))
+    return SequenceRun(aggregation.finish(partial), copies_per_input, rows_per_input)

@@ -89,6 +89,10 @@ class Group(ABC):
         """Whether every pair of elements commutes."""
         return bool(torch.equal(self.mul, self.mul.T))
 
+    def inverse_parts(self, parts: torch.Tensor) -> torch.Tensor:
+        """Inverses of elements given as factor indices ``[..., num_factors]`` (one column without factors)."""
+        return self.inverse.to(parts.device)[parts[..., 0].long()][..., None]
+
     def label(self, element: int) -> str:
         """Readable name of one element."""
         return self.labels[int(element)]

@@ -31,7 +31,7 @@ def run_python(code: str, tmp_path: pathlib.Path, timeout: int = 300) -> subproc
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory, ) -> dict[str, pathlib.Path]:
+def saved(tmp_path_factory, gpt2_tokenizer) -> dict[str, pathlib.Path]:
     """One saved wrapper per family, with the inputs and outputs it must reproduce."""
     from conftest import make_tiny_gpt2
 
@@ -74,6 +74,21 @@ def saved(tmp_path_factory, ) -> dict[str, pathlib.Path]:
     multi.save_pretrained(root / "multi_input")
     save_file({"pixel_values": pixels, "logits": logits}, root / "multi_input" / "expected.safetensors")
     out["multi_input"] = root / "multi_input"
+    # text classifier (span swaps need a real subword tokenizer: GPT-2's BPE) with its tokenizer
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    head = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=32, vocab_size=50257,
+                                                    num_labels=2, pad_token_id=gpt2_tokenizer.pad_token_id)).eval()
+    clf = he.EquivariantModelForSequenceClassification.from_base(head, tokenizer=gpt2_tokenizer,
+                                                                 groups=["gender_extended"]).eval()
+    enc = gpt2_tokenizer(["The woman was rude.", "A man said hello."], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = clf(**enc).logits
+    clf.save_pretrained(root / "classifier")
+    save_file({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "logits": logits},
+              root / "classifier" / "expected.safetensors")
+    out["classifier"] = root / "classifier"
     return out
 
 
@@ -83,7 +98,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForImageClassification,
-                          AutoModelForZeroShotImageClassification)
+                          AutoModelForSequenceClassification, AutoModelForZeroShotImageClassification)
 folders = {folders!r}
 kw = {kwargs}
 report = {{}}
@@ -103,6 +118,11 @@ for auto in (AutoModel, AutoModelForImageClassification):
     m = auto.from_pretrained(folders["multi_input"], **kw).eval()
     with torch.no_grad():
         report["multi_input_" + auto.__name__] = (m(pixel_values=e["pixel_values"]).logits - e["logits"]).abs().max().item()
+e = load_file(folders["classifier"] + "/expected.safetensors")
+c = AutoModelForSequenceClassification.from_pretrained(folders["classifier"], **kw).eval()
+with torch.no_grad():
+    report["classifier"] = (c(input_ids=e["input_ids"], attention_mask=e["attention_mask"]).logits
+                            - e["logits"]).abs().max().item()
 report["classes"] = type(m).__module__
 print("REPORT", __import__("json").dumps(report))
 """

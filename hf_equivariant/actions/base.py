@@ -57,6 +57,16 @@ class GroupAction(ABC):
     def num_factors(self) -> int:
         return len(self.factor_orders)
 
+    def element_parts(self, element: int | torch.Tensor) -> torch.Tensor:
+        """Factor indices of group element(s) (one column for a group without factors)."""
+        if torch.is_tensor(element):
+            return self.group.elements.to(element.device)[element.long()]
+        return self.group.elements[int(element)].clone()
+
+    def inverse_parts(self, parts: torch.Tensor) -> torch.Tensor:
+        """Factor-wise inverses of elements given as factor indices ``[..., N]``."""
+        return self.group.inverse_parts(parts)
+
     @abstractmethod
     def transform_inputs(self, x: torch.Tensor, elements: torch.Tensor | int) -> torch.Tensor:
         """``g . x``: one element for all of ``x`` (an int) or one per leading row (``elements [B]``)."""

@@ -4,6 +4,7 @@
   name given as a bare string. Files go through :func:`~hf_equivariant.load_word_set_file` first.
 - Image groups: lists of transform names (``["rot90", "flip"]``), built once per list and shared.
 - Per-input groups of multi-input models: ``"id"``, ``"rot90"``, ``"flip"``, ``"rot90_flip"``, ...
+- Span-swap factors (classifiers): built-in span-set or word-set names, :class:`SpanSwap` objects or saved specs.
 
 Adding a built-in word set is one JSON file in ``hf_equivariant/data/word_sets``; adding an image transform is one
 class in :mod:`hf_equivariant.actions.image` plus a line in ``IMAGE_TRANSFORMS``; a per-input group is a line in
@@ -18,11 +19,12 @@ from typing import Any
 
 from .base import GroupAction, TrivialAction
 from .image import IMAGE_TRANSFORMS, ImageGroupAction
+from .spans import SpanSwap, SpanSwapAction, builtin_span_set_names
 from .tokens import TokenPermutationAction, WordSwap
 from .word_sets import builtin_word_set_names
 
 __all__ = ["resolve_word_swaps", "token_action", "image_action", "input_action", "input_actions", "INPUT_GROUPS",
-           "IMAGE_GROUP_NAMES"]
+           "IMAGE_GROUP_NAMES", "resolve_span_swaps", "span_action"]
 
 #: Per-input group names of multi-input models -> the image transforms generating them (empty: no symmetry).
 INPUT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -107,3 +109,35 @@ def input_actions(specs: Sequence[str | GroupAction]) -> list[GroupAction]:
     if isinstance(specs, str) or len(specs) == 0:
         raise ValueError(f"give one group per input as a list, e.g. ['rot90', 'flip'], got {specs!r}")
     return [input_action(s) for s in specs]
+
+
+def resolve_span_swaps(groups: str | SpanSwap | dict[str, Any] | Sequence[str | SpanSwap | dict[str, Any]]
+                       ) -> list[SpanSwap]:
+    """Span-swap factors from built-in names (span sets and single-word sets), ``SpanSwap`` objects and saved
+    specs (a bare string is one name). Overlaps between factors are reported when the action is built."""
+    if isinstance(groups, (str, SpanSwap, dict)):
+        groups = [groups]
+    if not isinstance(groups, Sequence) or not groups:
+        raise ValueError(f"groups must be a non-empty list of span-set names, SpanSwap objects or specs, got "
+                         f"{groups!r} (built-in sets: {builtin_span_set_names()})")
+    factors = []
+    for g in groups:
+        if isinstance(g, SpanSwap):
+            factors.append(g)
+        elif isinstance(g, dict):
+            factors.append(SpanSwap.from_spec(g))
+        elif isinstance(g, str):
+            factors.append(SpanSwap.builtin(g))
+        else:
+            raise ValueError(f"cannot use {g!r} as a group: pass a built-in name, a SpanSwap or a span-swap spec")
+    names = [f.name for f in factors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each span-swap factor may appear once, got {names}")
+    return factors
+
+
+def span_action(factors: Sequence[SpanSwap], tokenizer: Any) -> SpanSwapAction:
+    """The product action of span-swap ``factors`` on ``tokenizer``'s ids (checks overlaps and ambiguity)."""
+    if tokenizer is None:
+        raise ValueError("span swaps need the tokenizer to find spans in token ids: pass tokenizer=...")
+    return SpanSwapAction(list(factors), tokenizer)

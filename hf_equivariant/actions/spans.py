@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..groups import FiniteGroup, ProductGroup, cyclic_group
+from .base import GroupAction
 from .word_sets import builtin_word_set_names, span_set_data, span_set_names
 
 __all__ = [
@@ -229,6 +230,28 @@ def _validate_forms(name: str, forms: Any) -> tuple[str, ...]:
     return tuple(forms)
 
 
+def _validate_neutral(name: str, neutral: Any, sets: Sequence[Sequence[str]]) -> tuple[str, ...] | None:
+    """One replacement per set: ``""`` (delete the span) or a text that is not a member of the factor."""
+    if neutral is None:
+        return None
+    if isinstance(neutral, str) or not isinstance(neutral, Sequence) or len(neutral) != len(sets):
+        raise ValueError(f"span swap {name!r}: neutral must be a list with one replacement per set ({len(sets)} "
+                         f"sets; '' deletes the span), got {neutral!r}")
+    members = {m.casefold(): m for s in sets for m in s}
+    for s_i, word in enumerate(neutral):
+        if not isinstance(word, str):
+            raise ValueError(f"span swap {name!r}: neutral replacement {s_i} is {word!r}, not a string")
+        if word:
+            try:
+                _validate_member(name, word)
+            except ValueError as err:
+                raise ValueError(f"{err} (neutral replacement {s_i})") from None
+        if word.casefold() in members:
+            raise ValueError(f"span swap {name!r}: the neutral replacement {word!r} of set {s_i} is the member "
+                             f"{members[word.casefold()]!r}; a neutral replacement must privilege no member")
+    return tuple(neutral)
+
+
 @dataclass(frozen=True)
 class SpanSwap:
     """One cyclic factor of span swaps, independent of any tokenizer.
@@ -238,11 +261,15 @@ class SpanSwap:
         sets: sets of ``order`` members each; member ``j`` of every set goes to member ``j+1 (mod order)``.
         forms: case forms the members are swapped in (names from :data:`CASE_FORMS`), e.g. leave out
             ``"lower"`` when the lower-case words have other meanings ("white wine").
+        neutral: optional replacement per set that privileges no member ("person" for ``man``/``woman``; ``""``
+            deletes the span). Anchor-free design 2 puts it in place of this factor's spans in the other factors'
+            branches; ``None`` means deletion for every set.
     """
 
     name: str
     sets: tuple[tuple[str, ...], ...]
     forms: tuple[str, ...] = tuple(CASE_FORMS)
+    neutral: tuple[str, ...] | None = None
     group: FiniteGroup = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -250,6 +277,7 @@ class SpanSwap:
             raise ValueError(f"a span swap needs a non-empty string name, got {self.name!r}")
         object.__setattr__(self, "sets", _validate_sets(self.name, self.sets))
         object.__setattr__(self, "forms", _validate_forms(self.name, self.forms))
+        object.__setattr__(self, "neutral", _validate_neutral(self.name, self.neutral, self.sets))
         self._check_text_overlaps()
         object.__setattr__(self, "group", cyclic_group(self.order, name=self.name))
 
@@ -301,23 +329,30 @@ class SpanSwap:
 
     @classmethod
     def from_words(cls, word_sets: Sequence[Sequence[str]], name: str = "custom",
-                   forms: Sequence[str] = tuple(CASE_FORMS)) -> SpanSwap:
-        """A factor from lists of members, e.g. ``[["man", "woman"], ["African American", "European American"]]``."""
-        return cls(name=name, sets=_validate_sets(name, word_sets), forms=_validate_forms(name, forms))
+                   forms: Sequence[str] = tuple(CASE_FORMS), neutral: Sequence[str] | None = None) -> SpanSwap:
+        """A factor from lists of members, e.g. ``[["man", "woman"], ["African American", "European American"]]``,
+        with an optional neutral replacement per set (``["person", ""]``; ``""`` deletes the span)."""
+        sets = _validate_sets(name, word_sets)
+        return cls(name=name, sets=sets, forms=_validate_forms(name, forms),
+                   neutral=_validate_neutral(name, neutral, sets))
 
     @classmethod
     def builtin(cls, name: str) -> SpanSwap:
         """A shipped set: the span sets in ``data/word_sets/spans`` or the single-word sets in ``data/word_sets``."""
         data = _load_span_set(name)
-        swap = cls.from_words(data["sets"], name=data.get("name", name), forms=data.get("forms", tuple(CASE_FORMS)))
+        swap = cls.from_words(data["sets"], name=data.get("name", name), forms=data.get("forms", tuple(CASE_FORMS)),
+                              neutral=data.get("neutral"))
         if "order" in data and int(data["order"]) != swap.order:
             raise ValueError(f"built-in span set {name!r}: file says order {data['order']}, sets have {swap.order}")
         return swap
 
     def to_spec(self) -> dict[str, Any]:
         """JSON-serialisable description (tokenizer-free: resolve again with :class:`SpanSwapAction`)."""
-        return {"type": "span_swap", "name": self.name, "order": self.order,
+        spec = {"type": "span_swap", "name": self.name, "order": self.order,
                 "sets": [list(s) for s in self.sets], "forms": list(self.forms)}
+        if self.neutral is not None:
+            spec["neutral"] = list(self.neutral)
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Any) -> SpanSwap:
@@ -327,10 +362,11 @@ class SpanSwap:
         missing = [key for key in ("name", "sets") if key not in spec]
         if missing:
             raise ValueError(f"malformed span swap spec for {spec.get('name', '?')!r}: missing {missing}")
-        unknown = sorted(set(spec) - {"type", "name", "order", "sets", "forms"})
+        unknown = sorted(set(spec) - {"type", "name", "order", "sets", "forms", "neutral"})
         if unknown:
             raise ValueError(f"malformed span swap spec for {spec['name']!r}: unknown keys {unknown}")
-        swap = cls.from_words(spec["sets"], name=spec["name"], forms=spec.get("forms", tuple(CASE_FORMS)))
+        swap = cls.from_words(spec["sets"], name=spec["name"], forms=spec.get("forms", tuple(CASE_FORMS)),
+                              neutral=spec.get("neutral"))
         if "order" in spec and spec["order"] != swap.order:
             raise ValueError(f"malformed span swap spec for {swap.name!r}: order {spec['order']!r} but sets of "
                              f"{swap.order} members")
@@ -532,7 +568,7 @@ _PRIME = 2_147_483_647  # 2**31 - 1: window hashes stay below 2**62 in int64 ari
 _MULT = 1_000_003
 
 
-class SpanSwapAction:
+class SpanSwapAction(GroupAction):
     """The direct product of span-swap factors acting on padded batches of token ids.
 
     Element ``g = (g_1, ..., g_N)`` (factor indices, see :class:`ProductGroup`) replaces every matched span of a
@@ -553,31 +589,16 @@ class SpanSwapAction:
         self.boundaries = _Boundaries.from_tokenizer(tokenizer)
         self._unswappable: list[UnswappableForm] = []
         self._cycles = self._resolve()
+        self._neutral_fallbacks: list[UnswappableForm] = []
+        self._neutral_patterns = self._resolve_neutral()
         self._tables_cpu = self._build_tables()
         self._device_tables: dict[torch.device, dict[str, Any]] = {}
 
     # -- basic properties ------------------------------------------------------------------------------------
 
     @property
-    def num_factors(self) -> int:
-        return len(self.factors)
-
-    @property
-    def factor_orders(self) -> tuple[int, ...]:
-        return tuple(f.order for f in self.factors)
-
-    @property
     def vocab_size(self) -> int:
         return self.boundaries.vocab_size
-
-    def element_parts(self, element: int) -> torch.Tensor:
-        """Factor indices of product element ``element``."""
-        return torch.tensor(self.group.split(element), dtype=torch.long)
-
-    def inverse_parts(self, parts: torch.Tensor) -> torch.Tensor:
-        """Factor-wise inverse of elements given as factor indices ``[..., N]``."""
-        orders = torch.tensor(self.factor_orders, device=parts.device)
-        return (orders - parts) % orders
 
     def to_spec(self) -> list[dict[str, Any]]:
         """Tokenizer-free specs of the factors."""
@@ -587,6 +608,19 @@ class SpanSwapAction:
         """Surface forms that stay unswapped with this tokenizer (the tokenizer merges them with their context,
         a member of the set has no clean tokenization in that form, or the form would break the group action)."""
         return list(self._unswappable)
+
+    def neutral_tables(self) -> dict[str, dict[tuple[int, str], tuple[int, ...]]]:
+        """Per factor: ``(set index, form label) -> token ids`` that replace the set's spans when the factor is
+        neutralised (``()``: the span is deleted)."""
+        tables: dict[str, dict[tuple[int, str], tuple[int, ...]]] = {f.name: {} for f in self.factors}
+        for cycle, ids in zip(self._cycles, self._neutral_patterns):
+            for label in [cycle.label, *cycle.aliases]:
+                tables[self.factors[cycle.factor].name][(cycle.set_index, label)] = ids
+        return tables
+
+    def neutral_fallbacks(self) -> list[UnswappableForm]:
+        """Forms whose neutral replacement has no clean tokens with this tokenizer; their spans are deleted."""
+        return list(self._neutral_fallbacks)
 
     def factor_tables(self) -> dict[str, dict[tuple[int, int, str], tuple[int, ...]]]:
         """Per factor: ``(set index, member index, form label) -> token ids`` of every form that is swapped."""
@@ -600,7 +634,7 @@ class SpanSwapAction:
 
     def __repr__(self) -> str:
         return (f"SpanSwapAction({[f.name for f in self.factors]}, orders={list(self.factor_orders)}, "
-                f"patterns={len(self._tables_cpu['pat_len'])}, tokenizer={self.boundaries.family})")
+                f"patterns={len(self._tables_cpu['pat_factor'])}, tokenizer={self.boundaries.family})")
 
     # -- resolution ------------------------------------------------------------------------------------------
 
@@ -642,6 +676,38 @@ class SpanSwapAction:
                 raise ValueError(f"span swap {f.name!r}: no member has a swappable form with this tokenizer "
                                  f"({self.boundaries.family}); first reason: {self._first_reason(f.name)}")
         return accepted
+
+    def _resolve_neutral(self) -> list[tuple[int, ...]]:
+        """Token ids of each cycle's neutral replacement, in the cycle's case form and context (``()`` deletes).
+
+        The replacement depends on the cycle only, never on which member was matched, which is what makes
+        neutralising a factor invariant to it. A replacement the tokenizer cannot encode cleanly in a context
+        falls back to deletion there (recorded in :meth:`neutral_fallbacks`).
+        """
+        jobs: list[tuple[_Context, str] | None] = []
+        texts = [p for c in LEFT_CONTEXTS for p in _left_probes(c)]
+        for cycle in self._cycles:
+            neutral = self.factors[cycle.factor].neutral
+            word = neutral[cycle.set_index] if neutral else ""
+            if not word:
+                jobs.append(None)
+                continue
+            case, context_label = cycle.label.split(", ", 1)
+            context = next(c for c in LEFT_CONTEXTS if c.label == context_label)
+            jobs.append((context, CASE_FORMS[case](word)))
+            texts.append(context.probe + CASE_FORMS[case](word))
+        encoded = self._encode(texts)
+        patterns: list[tuple[int, ...]] = []
+        for cycle, job in zip(self._cycles, jobs):
+            found = () if job is None else self._pattern(encoded, *job)
+            if isinstance(found, str):
+                f = self.factors[cycle.factor]
+                self._neutral_fallbacks.append(UnswappableForm(
+                    f.name, f.sets[cycle.set_index][0], job[0].shown + job[1], job[0].label,
+                    f"neutral replacement {job[1]!r} has no clean tokens here ({found}); the span is deleted"))
+                found = ()
+            patterns.append(found)
+        return patterns
 
     def _candidates(self, resolved: dict, dropped: dict) -> list[_Cycle]:
         """Cycles whose members all have clean tokens, in priority order (contexts, then case forms, then sets);
@@ -821,18 +887,21 @@ class SpanSwapAction:
     def _build_tables(self) -> dict[str, Any]:
         """Pattern tables: ids, lengths, roles, the cycle of each pattern, and hash indexes per length."""
         seqs, roles = self._flatten(self._cycles)
-        max_len = max(len(s) for s in seqs)
+        emitted = seqs + list(self._neutral_patterns)  # neutral rows are emitted, never matched
+        max_len = max(len(s) for s in emitted)
         max_order = max(self.factor_orders)
-        pat_ids = torch.full((len(seqs), max_len), -1, dtype=torch.long)
-        for p, s in enumerate(seqs):
-            pat_ids[p, : len(s)] = torch.tensor(s)
+        pat_ids = torch.full((len(emitted), max_len), -1, dtype=torch.long)
+        for p, s in enumerate(emitted):
+            if s:
+                pat_ids[p, : len(s)] = torch.tensor(s)
         cycle_index = {id(c): i for i, c in enumerate(self._cycles)}
         cycle_pats = torch.zeros(len(self._cycles), max_order, dtype=torch.long)
         for p, (cycle, m_i) in enumerate(roles):
             cycle_pats[cycle_index[id(cycle)], m_i] = p
         tables: dict[str, Any] = {
             "pat_ids": pat_ids,
-            "pat_len": torch.tensor([len(s) for s in seqs]),
+            "pat_len": torch.tensor([len(s) for s in emitted]),
+            "cycle_neutral": torch.arange(len(seqs), len(emitted)),
             "pat_factor": torch.tensor([c.factor for c, _ in roles]),
             "pat_member": torch.tensor([m for _, m in roles]),
             "pat_cycle": torch.tensor([cycle_index[id(c)] for c, _ in roles]),
@@ -953,9 +1022,61 @@ class SpanSwapAction:
                              f"{self.factor_orders[f_i]}")
         return p
 
+    def _factor_mask(self, mask: Any, copies: int, batch: int, device: torch.device) -> torch.Tensor:
+        """``[C, B, N]`` bool from a factor mask ``[N]``, ``[C, N]`` or ``[C, B, N]``."""
+        m = torch.as_tensor(mask, device=device)
+        if m.dtype != torch.bool:
+            raise ValueError(f"canonicalise must be a boolean factor mask, got dtype {m.dtype}")
+        while m.dim() < 3:
+            m = m[None]
+        shape_ok = m.shape[-1] == self.num_factors and m.shape[0] in (1, copies) and m.shape[1] in (1, batch)
+        if m.dim() != 3 or not shape_ok:
+            raise ValueError(f"canonicalise must be [{self.num_factors}], [copies, {self.num_factors}] or "
+                             f"[copies, {batch}, {self.num_factors}] (factors {[f.name for f in self.factors]}), "
+                             f"got shape {tuple(torch.as_tensor(mask).shape)}")
+        return m.expand(copies, batch, self.num_factors)
+
+    def factor_matches(self, input_ids: Any, attention_mask: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which factors occur in each row, and the member index of each factor's first match.
+
+        Returns ``(present [B, N] bool, first_member [B, N] long)`` with ``-1`` where a factor is absent. Both are
+        what the group acts on predictably: ``present`` is invariant, and element ``g`` adds ``g_i`` (mod the
+        order) to ``first_member[:, i]`` (matches keep their order when spans change length).
+        """
+        ids, valid = self._prepare(input_ids, attention_mask)
+        B, T = ids.shape
+        n = self.num_factors
+        if T == 0:
+            return (torch.zeros(B, n, dtype=torch.bool, device=ids.device),
+                    torch.full((B, n), -1, dtype=torch.long, device=ids.device))
+        t = self._tables(ids.device)
+        match = self._match(ids, valid, t)
+        pat = match.clamp_min(0)
+        factor = torch.where(match >= 0, t["pat_factor"][pat], torch.full_like(match, -1))
+        hit = factor[:, None, :] == torch.arange(n, device=ids.device)[None, :, None]  # [B, N, T]
+        present = hit.any(-1)
+        positions = torch.arange(T, device=ids.device).expand(B, n, T)
+        first = torch.where(hit, positions, torch.full_like(positions, T)).amin(-1).clamp_max(T - 1)
+        member = t["pat_member"][pat].gather(1, first)
+        return present, torch.where(present, member, torch.full_like(member, -1))
+
+    def transform_inputs(self, inputs: Mapping[str, Any] | Any, element: int) -> dict[str, torch.Tensor]:
+        """``g . x`` for a tokenizer batch (``input_ids``, ``attention_mask``, ``token_type_ids``; or bare ids).
+
+        Unlike token permutations this returns a new dict: spans change length, so rows are re-padded.
+        """
+        batch = dict(inputs) if isinstance(inputs, Mapping) else {"input_ids": inputs}
+        parts = self.element_parts(int(element))[None]
+        out = self.act(batch["input_ids"], batch.get("attention_mask"), parts,
+                       token_type_ids=batch.get("token_type_ids"))
+        if torch.as_tensor(batch["input_ids"]).dim() == 1:
+            out = {k: v[0] for k, v in out.items()}
+        return {**batch, **out}
+
     def act(self, input_ids: Any, attention_mask: Any = None, parts: Any = None, *,
             token_type_ids: Any = None, padding_side: str | None = None,
-            pad_token_id: int | None = None) -> dict[str, torch.Tensor]:
+            pad_token_id: int | None = None, canonicalise: Any = None,
+            canonicalization: str = "neutral") -> dict[str, torch.Tensor]:
         """Apply group elements to a padded batch.
 
         Args:
@@ -965,6 +1086,10 @@ class SpanSwapAction:
             token_type_ids: optional ``[B, T]``; every output token keeps the type of the span it came from.
             padding_side: ``"left"`` or ``"right"``; defaults to the tokenizer's ``padding_side``.
             pad_token_id: defaults to the tokenizer's pad token (needed when the copies differ in length).
+            canonicalise: optional factor mask ``[N]``, ``[C, N]`` or ``[C, B, N]``: the spans of these factors are
+                replaced by a form that does not depend on which member was there, instead of being moved.
+            canonicalization: ``"neutral"`` (the set's neutral replacement, or deletion) or ``"representative"``
+                (the set's first member: the paper's design-2 canonicaliser).
 
         Returns:
             ``{"input_ids", "attention_mask"[, "token_type_ids"]}``, each ``[C * B, T_out]``, copy-major (row
@@ -995,6 +1120,13 @@ class SpanSwapAction:
         cycle = t["pat_cycle"][pat]
         member = (t["pat_member"][pat] + shift) % t["cycle_order"][cycle]
         new_pat = t["cycle_pats"][cycle.expand(C, B, T), member]
+        if canonicalise is not None:
+            if canonicalization not in ("neutral", "representative"):
+                raise ValueError(f"canonicalization must be 'neutral' or 'representative', got {canonicalization!r}")
+            removed = torch.gather(self._factor_mask(canonicalise, C, B, device), 2,
+                                   t["pat_factor"][pat].expand(C, B, T))
+            fixed = t["cycle_neutral"][cycle] if canonicalization == "neutral" else t["cycle_pats"][cycle, 0]
+            new_pat = torch.where(removed, fixed.expand(C, B, T), new_pat)
         keep = (valid & ~inside).long()
         count = torch.where(start, t["pat_len"][new_pat], keep.expand(C, B, T))  # tokens emitted per position
         width = t["pat_ids"].shape[1]

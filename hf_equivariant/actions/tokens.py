@@ -330,12 +330,6 @@ class TokenPermutationAction(GroupAction):
             return self._tables
         return self._memo.get(("tables", str(device)), lambda: {k: v.to(device) for k, v in self._tables.items()})
 
-    def element_parts(self, element: int | torch.Tensor) -> torch.Tensor:
-        """Factor indices of product element(s)."""
-        if torch.is_tensor(element):
-            return self.group.elements.to(element.device)[element.long()]
-        return self.group.elements[int(element)].clone()
-
     def inverse_parts(self, parts: torch.Tensor) -> torch.Tensor:
         """Factor-wise inverse of elements given as factor indices ``[..., N]``."""
         orders = self.tables(parts.device)["orders"]

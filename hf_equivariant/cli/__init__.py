@@ -16,7 +16,7 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser", "UsageError"]
 
 # Sub-command modules, in the order they are listed by --help.
-COMMAND_MODULES = ("demo", "lm", "eval_clip", "eval_fairness", "bench")
+COMMAND_MODULES = ("demo", "lm", "eval_clip", "eval_fairness", "eval_classifier", "bench")
 
 
 class UsageError(ValueError):
