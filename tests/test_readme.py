@@ -105,3 +105,23 @@ def test_multi_input_quick_start():
     scope: dict = {}
     exec(compile(code, "README quick start (multi-input)", "exec"), scope)
     assert scope["logits"].shape == (4, 10)
+
+
+def test_classifier_quick_start(tmp_path, monkeypatch, gpt2_tokenizer):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    folder = tmp_path / "my-toxicity-model"
+    torch.manual_seed(0)
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=64, vocab_size=50257,
+                                             num_labels=2, pad_token_id=gpt2_tokenizer.pad_token_id)
+                                  ).save_pretrained(folder)
+    gpt2_tokenizer.save_pretrained(folder)
+    code = _block("Quick start: counterfactually fair text classifiers").replace('"my-toxicity-model"',
+                                                                                repr(str(folder)))
+    code = code.replace("clf([", "scores = clf([")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README quick start (classifier)", "exec"), scope)
+    first, second = scope["scores"]
+    assert first["label"] == second["label"] and abs(first["score"] - second["score"]) < 1e-6
+    assert (tmp_path / "fair-model" / "tokenizer.json").is_file()
