@@ -64,7 +64,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks scoring", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", default="128,512,1000", help="prompt lengths (default: 128,512,1000)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (default: 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved timed repeats (default: 2)")
+    parser.add_argument("--full-up-to", type=int, default=128,
+                        help="run the full strategy (prod |Gi| rows) only on prompts up to this length (default: 128)")
+    parser.add_argument("--several-at-10-up-to", type=int, default=512,
+                        help="several words at 10%% only on prompts up to this length (default: 512)")
     parser.add_argument("--new-tokens", type=int, default=8, help="tokens generated after the prompt (default: 8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="128-token prompts, 1 repeat (smoke test)")
@@ -98,13 +102,17 @@ def main(argv: list[str]) -> int:
     with torch.no_grad():
         for length in lengths:
             for kind, where in cases:
+                if kind == "several" and where == 0.1 and length > args.several_at_10_up_to:
+                    bar.update()
+                    continue
                 ids = build_prompt(tok, length, kind, where, support).to(device)
+                chosen = {name: m for name, m in models.items() if name != "full" or length <= args.full_up_to}
                 mask = torch.ones_like(ids)
                 tasks = {
                     "forward": {name: (lambda m=m: m(input_ids=ids, attention_mask=mask))
-                                for name, m in {"base": base, **models}.items()},
+                                for name, m in {"base": base, **chosen}.items()},
                     "generate": {name: (lambda m=m: m.generate(input_ids=ids, attention_mask=mask, **gen_kwargs))
-                                 for name, m in {"base": base, **models}.items()},
+                                 for name, m in {"base": base, **chosen}.items()},
                 }
                 for task, fns in tasks.items():
                     distinct, memory, outputs = {}, {}, {}
@@ -125,12 +133,13 @@ def main(argv: list[str]) -> int:
                                                                               **gen_kwargs))
                     times: dict[str, list[float]] = {k: [] for k in fns}
                     floor_times: dict[int, list[float]] = {}
-                    for _ in range(repeats):  # interleaved: every configuration once per round
+                    for round_ in range(repeats):  # interleaved: every configuration once per round
                         for name, fn in fns.items():
                             times[name].append(median_time(fn, device))
-                        for r in sorted(set(distinct.values())):
-                            floor_times.setdefault(r, []).append(
-                                median_time(floors[next(n for n, v in distinct.items() if v == r)], device))
+                        if round_ == 0:  # the floor once per distinct row count (base on r rows, batched)
+                            for r in sorted(set(distinct.values())):
+                                floor_times.setdefault(r, []).append(
+                                    median_time(floors[next(n for n, v in distinct.items() if v == r)], device))
                     base_time = statistics.median(times["base"])
                     for name in fns:
                         t = statistics.median(times[name])
@@ -139,8 +148,8 @@ def main(argv: list[str]) -> int:
                             "length": length, "words": kind, "where": where, "task": task, "config": name,
                             "distinct_rows": distinct[name], "seconds": t, "vs_base": t / base_time,
                             "vs_floor": t / floor, "peak_memory_mb": memory[name],
-                            "same_tokens_as_full": (bool(torch.equal(outputs[name], outputs["full"]))
-                                                    if task == "generate" and name != "base" else None),
+                            "same_tokens_as_auto": (bool(torch.equal(outputs[name], outputs["auto"]))
+                                                    if task == "generate" and name in ("full", "auto") else None),
                         })
                 bar.update()
     bar.close()
