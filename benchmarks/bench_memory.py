@@ -10,7 +10,7 @@ and uncapped runs must produce the same logits (checked).
 - ``word_set``: one factor cycling 1000 words (a cyclic group of order 1000): build it, wrap a tiny model and run a
   forward with one of the words.
 
-    python -m benchmarks memory                     # writes benchmarks/out/memory_cpu.{json,md}
+    python -m benchmarks memory                     # writes outputs/benchmarks/memory_cpu.{json,md}
     python -m benchmarks memory --update-results    # ... to benchmarks/results/ (what the README quotes)
 """
 
@@ -91,7 +91,8 @@ def measure_word_set() -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks memory", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default=str(ROOT / "out"), help="folder for the results (default: benchmarks/out)")
+    parser.add_argument("--output", default=str(ROOT.parent / "outputs" / "benchmarks"),
+                        help="folder for the results (default: outputs/benchmarks)")
     parser.add_argument("--update-results", action="store_true",
                         help="write to benchmarks/results/, the files the README quotes")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ number of distinct rows, batched: what sharing alone could cost at best without 
 Full-sequence forwards (what evaluation harnesses, perplexity and ``labels`` losses do) and greedy generation of a
 few tokens after the prompt. Times are medians of interleaved repeats after a warm-up, all in one run.
 
-    python -m benchmarks scoring                    # writes benchmarks/out/scoring_<device>.{json,md}
+    python -m benchmarks scoring                    # writes outputs/benchmarks/scoring_<device>.{json,md}
     python -m benchmarks scoring --update-results   # ... to benchmarks/results/ (what the README quotes)
     python -m benchmarks scoring --quick            # 128-token prompts only (smoke test)
 """
@@ -73,7 +73,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="128-token prompts, 1 repeat (smoke test)")
     parser.add_argument("--small", action="store_true", help="a tiny model instead of GPT-2 small")
-    parser.add_argument("--output", default=str(ROOT / "out"))
+    parser.add_argument("--output", default=str(ROOT.parent / "outputs" / "benchmarks"),
+                        help="folder for the results (default: outputs/benchmarks)")
     parser.add_argument("--update-results", action="store_true", help="write to benchmarks/results/")
     args = parser.parse_args(argv)
     from transformers import GPT2Config, GPT2LMHeadModel
