@@ -45,6 +45,7 @@ from .models.multi_input import (
     MultiInputEquivariantModel,
     MultiInputLayer,
 )
+from .models.seq2seq import EquivariantModelForSeq2SeqLM, EquivariantSeq2SeqLMConfig
 from .plans import STRATEGIES, Plan, make_plan
 
 __all__ = [
@@ -55,5 +56,6 @@ __all__ = [
     "check_equivariance", "EquivariantCausalLMConfig", "EquivariantModelForCausalLM", "EquivariantCLIPConfig",
     "EquivariantCLIPModel", "EquivariantSiglipConfig", "EquivariantSiglipModel", "EquivariantOpenCLIP",
     "InvariantZeroShotClassifier", "MultiInputEquivariantConfig", "MultiInputEquivariantModel", "EquivariantBranch",
-    "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer",
+    "InvariantSymmetricLayer", "MultiInputLayer", "LinearISLayer", "EquivariantSeq2SeqLMConfig",
+    "EquivariantModelForSeq2SeqLM",
 ]

@@ -31,7 +31,7 @@ LAYERS = [
     {"sharing"},
     {"executor"},
     {"models", "models.base", "models.config_utils"},
-    {"models.causal_lm", "models.clip", "models.multi_input"},
+    {"models.causal_lm", "models.clip", "models.multi_input", "models.seq2seq"},
     {"eval", "demo"},
     {"cli"},
     {"__init__", "__main__", "multi_input", "open_clip_support"},
