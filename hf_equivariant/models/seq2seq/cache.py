@@ -30,13 +30,19 @@ def find_cache(kwargs: dict[str, Any]) -> tuple[str | None, Any]:
 
 
 def match_rows(held_rows: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor | None:
-    """Index in ``held_rows [H, L]`` of each row of ``wanted [W, L]``, or ``None`` if one is missing."""
+    """Index in ``held_rows [H, L]`` of each row of ``wanted [W, L]``, or ``None`` if one is missing.
+
+    One ``unique`` over both sets (sort-based), not an all-pairs comparison: beams of a large batch hold thousands
+    of rows at every decoding step.
+    """
     if held_rows.shape[1] != wanted.shape[1]:
         return None
-    match = (wanted[:, None, :] == held_rows[None, :, :].to(wanted.device)).all(-1)  # [W, H]
-    if not bool(match.any(-1).all()):
-        return None
-    return match.float().argmax(-1)
+    held_rows = held_rows.to(wanted.device)
+    _, inverse = torch.unique(torch.cat([held_rows, wanted]), dim=0, return_inverse=True)
+    lookup = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=wanted.device)
+    lookup[inverse[: held_rows.shape[0]]] = torch.arange(held_rows.shape[0], device=wanted.device)
+    found = lookup[inverse[held_rows.shape[0]:]]
+    return None if bool((found < 0).any()) else found
 
 
 def _sub_caches(cache: Any) -> list[Any]:
