@@ -123,6 +123,20 @@ def test_base_model_is_not_equivariant(toy_tok):
     assert report.max_error > 1e-2
 
 
+@pytest.mark.parametrize("kind", ["bart", "t5"])
+def test_strategy_none_is_the_base_and_wrapping_changes_no_weight(toy_tok, kind):
+    base = tiny_base(kind, len(toy_tok))
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    model = wrap(base, toy_tok, strategy="none")
+    for key, value in model.base.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    batch = toy_batch(toy_tok, model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, base(**batch).logits.log_softmax(-1), atol=1e-6, rtol=0)
+    enc = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    assert torch.equal(_generate_ids(model, **enc, num_beams=2), _generate_ids(base, **enc, num_beams=2))
+
+
 def _perm(model, parts, side="output"):
     """``v -> g.v`` on one side's vocabulary, built from the factor cycles alone (not from the action)."""
     action = getattr(model.action, f"{side}_action")
@@ -196,9 +210,9 @@ def _generate(model, tok, texts, **kwargs):
     return _generate_ids(model, enc["input_ids"], enc["attention_mask"], **kwargs)
 
 
-def _generate_ids(model, ids, mask, **kwargs):
+def _generate_ids(model, input_ids, attention_mask, **kwargs):
     kwargs.setdefault("max_new_tokens", 6)
-    return model.generate(input_ids=ids, attention_mask=mask, do_sample=False, **kwargs)
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, **kwargs)
 
 
 @pytest.mark.parametrize("kind", ["bart", "t5"])

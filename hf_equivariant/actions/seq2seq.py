@@ -130,8 +130,6 @@ class PairedTokenAction(GroupAction):
     input of joint cycle ``k`` (fixed by every element; see :meth:`neutral_members`).
     """
 
-    can_orient = True
-
     def __init__(self, input_action: TokenPermutationAction, output_action: TokenPermutationAction) -> None:
         _same_group(input_action, output_action)
         self.input_action, self.output_action = input_action, output_action

@@ -430,9 +430,10 @@ class EquivariantModelForSeq2SeqLM(EquivariantPreTrainedModel, GenerationMixin):
         means = (vectors * weights).sum(1) / weights.sum(1).clamp_min(1)
         mask = cycle >= 0
         replacement = means[cycle.clamp_min(0)]
+        caller = threading.get_ident()  # another thread's call through the same module is left alone
 
         def hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-            if output.shape[:-1] != mask.shape:
+            if threading.get_ident() != caller or output.shape[:-1] != mask.shape:
                 return output
             return torch.where(mask[..., None].to(output.device), replacement.to(output), output)
 
