@@ -367,12 +367,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "`copies`: base-model rows per example before sharing (Π|Gi| = 8 for `full`, Σ|Gi| = 6 for "
               "`multi`); `rows/example`: rows actually run per training example after copies with identical "
               "(command, target) sequences are merged (mean over fine-tuning steps). `multi` is the paper's design 2 "
-              "(representative canonicalisation to run/right/down); `multi_neutral` is anchor-free design 2; `canonical` "
-              "runs one copy, oriented by the first word of each factor in the command. "
+              "(representative canonicalisation to run/right/down); `multi_neutral` is anchor-free design 2; "
+              "`canonical` runs one copy, oriented by the first word of each factor in the command. "
               "Aggregation: mean of probabilities (the wrapper's default; the paper averages log-softmax outputs)."]
     pre = summary["pretrain"]
     reused = results.get("pretrained_reused") or []
-    lines += ["", f"Pretraining{' (records of the run that produced the reused checkpoints)' if reused else ''}: {_cell(pre['train_seconds'])} s of training per seed (CPU time "
+    origin = " (records of the run that produced the reused checkpoints)" if reused else ""
+    lines += ["", f"Pretraining{origin}: {_cell(pre['train_seconds'])} s of training per seed (CPU time "
               f"{_cell(pre['train_cpu_seconds'])} s), best validation exact match "
               f"{_cell(pre['best_val_exact_match'])} at steps {pre['best_step']}. Total wall time "
               f"{results['wall_seconds'] / 60:.1f} min on {results['environment']['threads']} CPU thread(s).", ""]
