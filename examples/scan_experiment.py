@@ -59,10 +59,15 @@ from hf_equivariant.datasets.scan import (  # noqa: E402
 
 SPLIT = "turn_up_jump_turn_left"  # the paper's shared training set; its test set is the union of the three
 REPORTED = ("jump", "turn_left", "turn_up", SPLIT)  # test subsets reported
-STRATEGY_NAMES = ("none", "full", "multi", "multi_neutral", "canonical")
-WRAPPER_SETTINGS = {"full": ("full", "representative"), "multi": ("multi", "representative"),
-                    "multi_neutral": ("multi", "neutral"),
-                    "canonical": ("canonical", "representative")}  # name -> (strategy, canonicalization)
+STRATEGY_NAMES = ("none", "full", "multi", "multi_neutral", "canonical", "full_logits", "multi_logits")
+WRAPPER_SETTINGS = {  # name -> (strategy, canonicalization, aggregation)
+    "full": ("full", "representative", "mean_prob"),
+    "multi": ("multi", "representative", "mean_prob"),
+    "multi_neutral": ("multi", "neutral", "mean_prob"),
+    "canonical": ("canonical", "representative", "mean_prob"),
+    "full_logits": ("full", "representative", "mean_logits"),  # the paper's averaging of log-softmax outputs
+    "multi_logits": ("multi", "representative", "mean_logits"),
+}
 RESULT_STEM = "scan_experiment"
 Wrap = Callable[[torch.nn.Module], torch.nn.Module]
 
@@ -71,8 +76,9 @@ def copies_per_example(strategy: str) -> int:
     """Forward passes of the base model per example before sharing: 1 (none, canonical), Π|Gi| (full), Σ|Gi|
     (multi)."""
     orders = [factor_order(f) for f in SCAN_FACTORS.values()]
-    return {"none": 1, "full": math.prod(orders), "multi": sum(orders), "multi_neutral": sum(orders),
-            "canonical": 1}[strategy]
+    if strategy in ("none", "canonical"):
+        return 1
+    return math.prod(orders) if WRAPPER_SETTINGS[strategy][0] == "full" else sum(orders)
 
 
 # ----------------------------------------------------------------------------------------------- wrappers
@@ -88,19 +94,20 @@ def equivariant_wrap(strategy: str, tokenizer: Any) -> Wrap:
 
     The group is ``SCAN_FACTORS`` (verb x left-right x up-down; run, right and down are each cycle's first member,
     so the representative canonicalisation feeds the backbone trained words). One shared vocabulary: each factor is
-    one permutation of it moving a command word and its action together. The wrapper's defaults are kept:
-    ``mean_prob`` aggregation (the paper averages log-softmax outputs) and size branch weighting (equal to the
-    paper's 1/N here, every factor having order 2).
+    one permutation of it moving a command word and its action together. Aggregation is the wrapper's default
+    ``mean_prob`` except for the ``*_logits`` variants: ``mean_logits`` averages the copies' logits, which is the
+    paper's average of log-softmax outputs up to normalisation. Branch weighting is the default ``size`` (equal to
+    the paper's 1/N here, every factor having order 2).
     """
     if not hasattr(hf_equivariant, "EquivariantModelForSeq2SeqLM"):
         raise RuntimeError(f"strategy {strategy!r} needs hf_equivariant.EquivariantModelForSeq2SeqLM, which this "
                            "version of the package does not provide yet; run with --strategies none")
     cls = hf_equivariant.EquivariantModelForSeq2SeqLM
-    name, canonicalization = WRAPPER_SETTINGS[strategy]
+    name, canonicalization, aggregation = WRAPPER_SETTINGS[strategy]
 
     def wrap(model: torch.nn.Module) -> torch.nn.Module:
         return cls.from_base(model, tokenizer=tokenizer, factors=SCAN_FACTORS, strategy=name,
-                             canonicalization=canonicalization)
+                             canonicalization=canonicalization, aggregation=aggregation)
 
     return wrap
 
@@ -285,13 +292,16 @@ def pretrain(seed: int, split: ScanSplit, tokenizer: Any, args: argparse.Namespa
 
 
 def run_seed(seed: int, split: ScanSplit, tokenizer: Any, wraps: dict[str, Wrap],
-             args: argparse.Namespace, weights: dict[str, float] | None = None) -> dict[str, Any]:
+             args: argparse.Namespace, weights: dict[str, float] | None = None,
+             evaluate_pretrained: bool = True) -> dict[str, Any]:
     """Pretrain once, evaluate, then fine-tune a copy of the pretrained model through each wrapper."""
     common = dict(batch_size=args.batch_size, eval_every=args.eval_every, eval_batch_size=args.eval_batch_size)
     base, pre = pretrain(seed, split, tokenizer, args, common)
-    result = {"seed": seed, "pretrain": pre, "strategies": {"pretrained": {
-        **evaluate_test(base, tokenizer, split, args.eval_batch_size, f"seed {seed} pretrained", weights),
-        "copies_per_example": 1}}}
+    result: dict[str, Any] = {"seed": seed, "pretrain": pre, "strategies": {}}
+    if evaluate_pretrained:
+        result["strategies"]["pretrained"] = {
+            **evaluate_test(base, tokenizer, split, args.eval_batch_size, f"seed {seed} pretrained", weights),
+            "copies_per_example": 1}
     for name, wrap in wraps.items():
         model = wrap(copy.deepcopy(base))
         fine = train(model, tokenizer, split, steps=args.finetune_steps, lr=args.finetune_lr, seed=seed + 1000,
@@ -369,7 +379,9 @@ def markdown(results: dict[str, Any]) -> str:
               "(command, target) sequences are merged (mean over fine-tuning steps). `multi` is the paper's design 2 "
               "(representative canonicalisation to run/right/down); `multi_neutral` is anchor-free design 2; "
               "`canonical` runs one copy, oriented by the first word of each factor in the command. "
-              "Aggregation: mean of probabilities (the wrapper's default; the paper averages log-softmax outputs)."]
+              "Aggregation: mean of probabilities (`mean_prob`, the wrapper's default), except `*_logits`: mean of "
+              "the copies' logits (`mean_logits`), which is the paper's average of log-softmax outputs up to "
+              "normalisation."]
     pre = summary["pretrain"]
     reused = results.get("pretrained_reused") or []
     origin = " (records of the run that produced the reused checkpoints)" if reused else ""
@@ -423,6 +435,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="evaluate on a fixed seeded sample of the random test set (default: all of it)")
     p.add_argument("--pretrained-dir", type=Path, default=None,
                    help="cache pretrained models here and reuse them (keyed by the settings they depend on)")
+    p.add_argument("--extend", action="store_true",
+                   help="add --strategies to the results in --out (same seeds, data, test sample and pretrained "
+                        "models, reused from --pretrained-dir) instead of starting a new result")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "scan")
     p.add_argument("--update-results", action="store_true", help="overwrite an existing result in --out")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, few steps, subsampled evaluation")
@@ -488,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   for name in REPORTED}
     split_sizes = split.sizes()
     split, weights = sample_test(split, args.test_per_primitive, args.random_test_size, args.data_seed)
+    if args.extend:
+        return extend_results(args, split, tokenizer, wraps, weights)
     json_path, md_path = output_paths(args.out, args.update_results)
     start = time.perf_counter()
     runs = [run_seed(seed, split, tokenizer, wraps, args, weights) for seed in tqdm(args.seeds, desc="seeds")]
@@ -506,12 +523,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "transformers": __import__("transformers").__version__, "threads": args.threads,
                         "machine": platform.machine()},
     }
+    return write_results(results, json_path, md_path)
+
+
+def write_results(results: dict[str, Any], json_path: Path, md_path: Path) -> dict[str, Any]:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(markdown(results), encoding="utf-8")
     print(markdown(results))
     print(f"wrote {json_path} and {md_path}")
     return results
+
+
+#: Settings an extension must share with the result it extends (data, pretraining, test sample, fine-tuning).
+SHARED_SETTINGS = ("seeds", "data_seed", "validation_fraction", "random_test_fraction", "primitive_fraction",
+                   "d_model", "layers", "heads", "dropout", "batch_size", "pretrain_steps", "lr", "warmup",
+                   "finetune_steps", "finetune_lr", "eval_every", "eval_batch_size", "test_per_primitive",
+                   "random_test_size", "threads")
+
+
+def extend_results(args: argparse.Namespace, split: ScanSplit, tokenizer: Any, wraps: dict[str, Wrap],
+                   weights: dict[str, float] | None) -> dict[str, Any]:
+    """Run ``wraps`` for the seeds of the result in ``args.out`` and add them to it (pretrained models must come
+    from ``--pretrained-dir``, so every strategy fine-tunes the same checkpoints)."""
+    json_path, md_path = args.out / f"{RESULT_STEM}.json", args.out / f"{RESULT_STEM}.md"
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    old = results["config"]
+    differ = [k for k in SHARED_SETTINGS if old.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"error: --extend needs the settings of {json_path}; these differ: {differ}")
+    if args.pretrained_dir is None or not all(pretrained_path(args, s).exists() for s in args.seeds):
+        raise SystemExit("error: --extend needs the pretrained models of the result in --pretrained-dir")
+    done = set(results["runs"][0]["strategies"])
+    wraps = {name: wrap for name, wrap in wraps.items() if name not in done}
+    start = time.perf_counter()
+    for run in tqdm(results["runs"], desc="seeds"):
+        new = run_seed(run["seed"], split, tokenizer, wraps, args, weights, evaluate_pretrained=False)
+        run["strategies"].update(new["strategies"])
+    seconds = time.perf_counter() - start
+    old["strategies"] = [*old["strategies"], *wraps]
+    results.setdefault("extensions", []).append({"strategies": list(wraps), "wall_seconds": seconds})
+    results["wall_seconds"] += seconds
+    results["summary"] = summarise(results["runs"])
+    return write_results(results, json_path, md_path)
 
 
 if __name__ == "__main__":

@@ -230,7 +230,7 @@ def test_experiment_strategies(experiment, monkeypatch):
     import hf_equivariant
 
     assert {s: experiment.copies_per_example(s) for s in experiment.STRATEGY_NAMES} == {
-        "none": 1, "full": 8, "multi": 6, "multi_neutral": 6, "canonical": 1}
+        "none": 1, "full": 8, "multi": 6, "multi_neutral": 6, "canonical": 1, "full_logits": 8, "multi_logits": 6}
     tok = S.build_tokenizer("scan2")
     model = object()
     assert experiment.make_wrap("none", tok)(model) is model
