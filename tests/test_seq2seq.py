@@ -325,12 +325,14 @@ def test_scan_factors_as_words_ids_or_one_action_are_the_same_group(scan_tok):
     by_ids = wrap(base, scan_tok, factor_token_cycles(scan_tok), strategy="multi")
     assert by_words.config.input_groups[0]["token_ids"] == [[6, 7], [21, 22]]  # run/jump and RUN/JUMP together
     assert by_words.action.input_action is by_words.action.output_action  # one vocabulary: one permutation
+    by_pairs = wrap(base, scan_tok, {n: (f["input"], f["output"]) for n, f in SCAN_FACTORS.items()},
+                    strategy="multi")
     one = he.EquivariantModelForSeq2SeqLM.from_base(base, action=by_words.action.output_action, strategy="multi")
     batch = toy_batch_scan(scan_tok)
     with torch.no_grad():
         ref = by_words(**batch).logits
-        torch.testing.assert_close(by_ids(**batch).logits, ref, atol=0, rtol=0)
-        torch.testing.assert_close(one(**batch).logits, ref, atol=0, rtol=0)
+        for other in (by_ids, by_pairs, one):
+            torch.testing.assert_close(other(**batch).logits, ref, atol=0, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------- two vocabularies
