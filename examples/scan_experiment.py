@@ -8,11 +8,16 @@ Protocol (docs/scan.md):
 2. Pretraining: a randomly initialised BART (d_model 64, 2+2 layers) trained with AdamW; the checkpoint with the best
    validation exact match is kept (the test set is never used for selection).
 3. Fine-tuning: ``wrap(model)`` for each strategy (``none`` = no wrapper, ``full`` = equitune over the product group,
-   ``multi`` = the paper's design 2), the same number of steps for each, checkpoint again chosen on validation.
-4. Evaluation: greedy generation, exact match of the whole action sequence.
+   ``multi`` = the paper's design 2 with its representative canonicalisation, ``multi_neutral`` = anchor-free
+   design 2, ``canonical`` = one copy oriented by the first occurrence of each factor in the command), through
+   ``hf_equivariant.EquivariantModelForSeq2SeqLM``, the same number of steps for each,
+   checkpoint again chosen on validation.
+4. Evaluation: greedy generation, exact match of the whole action sequence; optionally on a fixed seeded sample of
+   each primitive's test set (``--test-per-primitive``), with inclusion weights for the estimates.
 
     python examples/scan_experiment.py                      # 3 seeds, strategy none (~21-25 min on 1 CPU thread)
-    python examples/scan_experiment.py --strategies none full multi   # once EquivariantModelForSeq2SeqLM exists
+    python examples/scan_experiment.py --strategies none full multi multi_neutral --test-per-primitive 1000 \
+        --random-test-size 1000 --pretrained-dir tmp/scan_pretrained   # the comparison (about an hour)
     python examples/scan_experiment.py --quick              # smoke run, about a minute
 
 Writes ``scan_experiment.json`` (config, every run, summary) and ``scan_experiment.md`` (tables) to ``--out``;
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import platform
@@ -49,20 +55,30 @@ from hf_equivariant.datasets.scan import (  # noqa: E402
     build_tokenizer,
     contains_primitive,
     factor_order,
-    factor_token_cycles,
 )
 
 SPLIT = "turn_up_jump_turn_left"  # the paper's shared training set; its test set is the union of the three
 REPORTED = ("jump", "turn_left", "turn_up", SPLIT)  # test subsets reported
-STRATEGY_NAMES = ("none", "full", "multi")
+STRATEGY_NAMES = ("none", "full", "multi", "multi_neutral", "canonical", "full_logits", "multi_logits")
+WRAPPER_SETTINGS = {  # name -> (strategy, canonicalization, aggregation)
+    "full": ("full", "representative", "mean_prob"),
+    "multi": ("multi", "representative", "mean_prob"),
+    "multi_neutral": ("multi", "neutral", "mean_prob"),
+    "canonical": ("canonical", "representative", "mean_prob"),
+    "full_logits": ("full", "representative", "mean_logits"),  # the paper's averaging of log-softmax outputs
+    "multi_logits": ("multi", "representative", "mean_logits"),
+}
 RESULT_STEM = "scan_experiment"
 Wrap = Callable[[torch.nn.Module], torch.nn.Module]
 
 
 def copies_per_example(strategy: str) -> int:
-    """Forward passes of the base model per example: 1 (none), Π|Gi| (full), Σ|Gi| (multi)."""
+    """Forward passes of the base model per example before sharing: 1 (none, canonical), Π|Gi| (full), Σ|Gi|
+    (multi)."""
     orders = [factor_order(f) for f in SCAN_FACTORS.values()]
-    return {"none": 1, "full": math.prod(orders), "multi": sum(orders)}[strategy]
+    if strategy in ("none", "canonical"):
+        return 1
+    return math.prod(orders) if WRAPPER_SETTINGS[strategy][0] == "full" else sum(orders)
 
 
 # ----------------------------------------------------------------------------------------------- wrappers
@@ -76,20 +92,22 @@ def identity_wrap(model: torch.nn.Module) -> torch.nn.Module:
 def equivariant_wrap(strategy: str, tokenizer: Any) -> Wrap:
     """The wrap function of an equivariant strategy; the one place that connects the experiment to the wrapper.
 
-    Raises ``RuntimeError`` while the package has no ``EquivariantModelForSeq2SeqLM``.
+    The group is ``SCAN_FACTORS`` (verb x left-right x up-down; run, right and down are each cycle's first member,
+    so the representative canonicalisation feeds the backbone trained words). One shared vocabulary: each factor is
+    one permutation of it moving a command word and its action together. Aggregation is the wrapper's default
+    ``mean_prob`` except for the ``*_logits`` variants: ``mean_logits`` averages the copies' logits, which is the
+    paper's average of log-softmax outputs up to normalisation. Branch weighting is the default ``size`` (equal to
+    the paper's 1/N here, every factor having order 2).
     """
     if not hasattr(hf_equivariant, "EquivariantModelForSeq2SeqLM"):
         raise RuntimeError(f"strategy {strategy!r} needs hf_equivariant.EquivariantModelForSeq2SeqLM, which this "
                            "version of the package does not provide yet; run with --strategies none")
     cls = hf_equivariant.EquivariantModelForSeq2SeqLM
-    cycles = factor_token_cycles(tokenizer)  # {factor: {"input": [[ids]], "output": [[ids]]}}
+    name, canonicalization, aggregation = WRAPPER_SETTINGS[strategy]
 
     def wrap(model: torch.nn.Module) -> torch.nn.Module:
-        try:
-            return cls.from_base(model, tokenizer=tokenizer, factors=cycles, strategy=strategy)
-        except TypeError as err:  # the wrapper's constructor differs from this guess: adapt this function
-            raise RuntimeError("adapt equivariant_wrap() in examples/scan_experiment.py to the signature of "
-                               f"EquivariantModelForSeq2SeqLM.from_base: {err}") from err
+        return cls.from_base(model, tokenizer=tokenizer, factors=SCAN_FACTORS, strategy=name,
+                             canonicalization=canonicalization, aggregation=aggregation)
 
     return wrap
 
@@ -165,8 +183,11 @@ def exact_matches(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Exa
     return correct
 
 
-def accuracy(flags: Sequence[bool]) -> float:
-    return 100.0 * sum(flags) / max(1, len(flags))
+def accuracy(flags: Sequence[bool], weights: Sequence[float] | None = None) -> float:
+    """Exact match in %; with ``weights`` (inverse inclusion probabilities of a sample), the weighted estimate."""
+    if weights is None:
+        return 100.0 * sum(flags) / max(1, len(flags))
+    return 100.0 * sum(w for f, w in zip(flags, weights) if f) / max(1e-12, sum(weights))
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -183,6 +204,7 @@ def train(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, *, steps: in
     rng, history = random.Random(seed), []
     best: dict[str, Any] = {"step": -1, "val": -1.0, "state": None}
     train_seconds = eval_seconds = train_cpu_seconds = 0.0
+    rows = []  # base-model rows per example in each training step (after the wrapper's sharing)
 
     def evaluate(step: int) -> None:
         nonlocal eval_seconds
@@ -201,6 +223,7 @@ def train(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, *, steps: in
         model.train()
         t, c = time.perf_counter(), time.process_time()
         loss = model(**encode(tokenizer, next(stream))).loss
+        rows.append(getattr(model, "last_row_count", batch_size) / batch_size)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -213,18 +236,24 @@ def train(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, *, steps: in
             evaluate(step)
     model.load_state_dict(best["state"])
     return {"best_step": best["step"], "best_val_exact_match": best["val"], "history": history,
-            "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds, "val_eval_seconds": eval_seconds}
+            "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds, "val_eval_seconds": eval_seconds,
+            "train_rows_per_example": statistics.fmean(rows) if rows else 0.0}
 
 
 def evaluate_test(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, batch_size: int,
-                  desc: str) -> dict[str, Any]:
-    """Exact match on each reported test subset and on the random (in-distribution) test set, with timing."""
+                  desc: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
+    """Exact match on each reported test subset and on the random (in-distribution) test set, with timing.
+
+    ``weights`` (command -> inverse inclusion probability) turns a sampled test set into estimates of the full
+    sets' exact match (see :func:`sample_test`)."""
     t = time.perf_counter()
     flags = exact_matches(model, tokenizer, split.test, batch_size, desc=f"{desc} test")
-    scores = {SPLIT: accuracy(flags)}
+    w = None if weights is None else [weights[c] for c, _ in split.test]
+    scores = {SPLIT: accuracy(flags, w)}
     for name in REPORTED[:-1]:
         primitive = name.replace("_", " ")
-        scores[name] = accuracy([f for (c, _), f in zip(split.test, flags) if contains_primitive(c, primitive)])
+        keep = [i for i, (c, _) in enumerate(split.test) if contains_primitive(c, primitive)]
+        scores[name] = accuracy([flags[i] for i in keep], None if w is None else [w[i] for i in keep])
     if split.random_test:
         scores["random"] = accuracy(exact_matches(model, tokenizer, split.random_test, batch_size,
                                                   desc=f"{desc} random"))
@@ -234,22 +263,51 @@ def evaluate_test(model: torch.nn.Module, tokenizer: Any, split: ScanSplit, batc
 # ----------------------------------------------------------------------------------------------- one seed
 
 
-def run_seed(seed: int, split: ScanSplit, tokenizer: Any, wraps: dict[str, Wrap],
-             args: argparse.Namespace) -> dict[str, Any]:
-    """Pretrain once, evaluate, then fine-tune a copy of the pretrained model through each wrapper."""
-    common = dict(batch_size=args.batch_size, eval_every=args.eval_every, eval_batch_size=args.eval_batch_size)
+def pretrained_path(args: argparse.Namespace, seed: int) -> Path | None:
+    """Where the pretrained model of ``seed`` is cached (``--pretrained-dir``), keyed by every setting it depends
+    on; ``None`` without a cache folder."""
+    if args.pretrained_dir is None:
+        return None
+    keys = ("data_seed", "validation_fraction", "random_test_fraction", "primitive_fraction", "d_model", "layers",
+            "heads", "dropout", "batch_size", "pretrain_steps", "lr", "warmup", "eval_every", "eval_batch_size")
+    digest = hashlib.sha256(json.dumps({k: getattr(args, k) for k in keys}, sort_keys=True).encode()).hexdigest()
+    return Path(args.pretrained_dir) / f"seed{seed}-{digest[:12]}.pt"
+
+
+def pretrain(seed: int, split: ScanSplit, tokenizer: Any, args: argparse.Namespace,
+             common: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The pretrained model of ``seed`` and its training record (reused from ``--pretrained-dir`` if there)."""
     base = build_model(len(tokenizer), tokenizer, args, seed)
+    path = pretrained_path(args, seed)
+    if path is not None and path.exists():
+        saved = torch.load(path, weights_only=True)
+        base.load_state_dict(saved["state"])
+        return base, {**json.loads(saved["record"]), "reused_from": str(path)}
     pre = train(base, tokenizer, split, steps=args.pretrain_steps, lr=args.lr, seed=seed, warmup=args.warmup,
                 eval_start=False, desc=f"seed {seed} pretrain", **common)
-    result = {"seed": seed, "pretrain": pre, "strategies": {"pretrained": {
-        **evaluate_test(base, tokenizer, split, args.eval_batch_size, f"seed {seed} pretrained"),
-        "copies_per_example": 1}}}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": base.state_dict(), "record": json.dumps(pre)}, path)
+    return base, pre
+
+
+def run_seed(seed: int, split: ScanSplit, tokenizer: Any, wraps: dict[str, Wrap],
+             args: argparse.Namespace, weights: dict[str, float] | None = None,
+             evaluate_pretrained: bool = True) -> dict[str, Any]:
+    """Pretrain once, evaluate, then fine-tune a copy of the pretrained model through each wrapper."""
+    common = dict(batch_size=args.batch_size, eval_every=args.eval_every, eval_batch_size=args.eval_batch_size)
+    base, pre = pretrain(seed, split, tokenizer, args, common)
+    result: dict[str, Any] = {"seed": seed, "pretrain": pre, "strategies": {}}
+    if evaluate_pretrained:
+        result["strategies"]["pretrained"] = {
+            **evaluate_test(base, tokenizer, split, args.eval_batch_size, f"seed {seed} pretrained", weights),
+            "copies_per_example": 1}
     for name, wrap in wraps.items():
         model = wrap(copy.deepcopy(base))
         fine = train(model, tokenizer, split, steps=args.finetune_steps, lr=args.finetune_lr, seed=seed + 1000,
                      warmup=0, eval_start=True, desc=f"seed {seed} fine-tune {name}", **common)
         result["strategies"][name] = {**fine, **evaluate_test(model, tokenizer, split, args.eval_batch_size,
-                                                               f"seed {seed} {name}"),
+                                                               f"seed {seed} {name}", weights),
                                       "copies_per_example": copies_per_example(name)}
     return result
 
@@ -274,6 +332,7 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             entry["finetune_train_cpu_seconds"] = mean_std([r["train_cpu_seconds"] for r in rows])
             entry["finetune_val_eval_seconds"] = mean_std([r["val_eval_seconds"] for r in rows])
             entry["best_step"] = [r["best_step"] for r in rows]
+            entry["train_rows_per_example"] = mean_std([r.get("train_rows_per_example", 1.0) for r in rows])
         summary[name] = entry
     summary["pretrain"] = {"train_seconds": mean_std([r["pretrain"]["train_seconds"] for r in runs]),
                            "train_cpu_seconds": mean_std([r["pretrain"]["train_cpu_seconds"] for r in runs]),
@@ -296,18 +355,37 @@ def markdown(results: dict[str, Any]) -> str:
              f"{cfg['layers']} layers, {results['parameters']:,} parameters, random init. Pretraining "
              f"{cfg['pretrain_steps']} steps, fine-tuning {cfg['finetune_steps']} steps, batch {cfg['batch_size']}; "
              "checkpoints chosen on validation exact match. Test columns: commands containing the primitive "
-             f"(`{SPLIT}` = all of them); `random` = held-out primitive-free commands.", "",
-             "| model | copies | " + " | ".join(columns)
-             + " | fine-tune train s | (CPU s) | fine-tune val s | test eval s |",
-             "|---|---|" + "---|" * len(columns) + "---|---|---|---|"]
+             f"(`{SPLIT}` = all of them); `random` = held-out primitive-free commands.", ""]
+    sample = results.get("test_sample")
+    if sample:
+        lines += [f"Test sets are a fixed seeded sample (seed {sample['seed']}; the same commands for every seed and "
+                  f"strategy): {sample['per_primitive']} commands drawn from each primitive's test set "
+                  f"({sample['sizes']['test']:,} distinct commands) and {sample['sizes']['random_test']:,} of the "
+                  "random test set. Every column is an estimate of the full set's exact match: commands are "
+                  "weighted by their inverse probability of being drawn (a command with two primitives could be "
+                  "drawn for either).", ""]
+    lines += ["| model | copies | " + " | ".join(columns)
+              + " | rows/example | fine-tune train s | (CPU s) | fine-tune val s | test eval s |",
+              "|---|---|" + "---|" * len(columns) + "---|---|---|---|---|"]
     for name in strategies:
         s = summary[name]
         ft = [_cell(s[k]) if k in s else "-"
-              for k in ("finetune_train_seconds", "finetune_train_cpu_seconds", "finetune_val_eval_seconds")]
+              for k in ("train_rows_per_example", "finetune_train_seconds", "finetune_train_cpu_seconds",
+                        "finetune_val_eval_seconds")]
         lines.append(f"| {name} | {s['copies_per_example']} | " + " | ".join(_cell(s["exact_match"][c])
                      for c in columns) + " | " + " | ".join(ft) + f" | {_cell(s['test_eval_seconds'])} |")
+    lines += ["", "`copies`: base-model rows per example before sharing (Π|Gi| = 8 for `full`, Σ|Gi| = 6 for "
+              "`multi`); `rows/example`: rows actually run per training example after copies with identical "
+              "(command, target) sequences are merged (mean over fine-tuning steps). `multi` is the paper's design 2 "
+              "(representative canonicalisation to run/right/down); `multi_neutral` is anchor-free design 2; "
+              "`canonical` runs one copy, oriented by the first word of each factor in the command. "
+              "Aggregation: mean of probabilities (`mean_prob`, the wrapper's default), except `*_logits`: mean of "
+              "the copies' logits (`mean_logits`), which is the paper's average of log-softmax outputs up to "
+              "normalisation."]
     pre = summary["pretrain"]
-    lines += ["", f"Pretraining: {_cell(pre['train_seconds'])} s of training per seed (CPU time "
+    reused = results.get("pretrained_reused") or []
+    origin = " (records of the run that produced the reused checkpoints)" if reused else ""
+    lines += ["", f"Pretraining{origin}: {_cell(pre['train_seconds'])} s of training per seed (CPU time "
               f"{_cell(pre['train_cpu_seconds'])} s), best validation exact match "
               f"{_cell(pre['best_val_exact_match'])} at steps {pre['best_step']}. Total wall time "
               f"{results['wall_seconds'] / 60:.1f} min on {results['environment']['threads']} CPU thread(s).", ""]
@@ -350,6 +428,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=300, help="validation interval in steps")
     p.add_argument("--eval-batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--test-per-primitive", type=int, default=None,
+                   help="evaluate on a fixed seeded sample of this many commands of each primitive's test set "
+                        "(default: the whole test set)")
+    p.add_argument("--random-test-size", type=int, default=None,
+                   help="evaluate on a fixed seeded sample of the random test set (default: all of it)")
+    p.add_argument("--pretrained-dir", type=Path, default=None,
+                   help="cache pretrained models here and reuse them (keyed by the settings they depend on)")
+    p.add_argument("--extend", action="store_true",
+                   help="add --strategies to the results in --out (same seeds, data, test sample and pretrained "
+                        "models, reused from --pretrained-dir) instead of starting a new result")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "scan")
     p.add_argument("--update-results", action="store_true", help="overwrite an existing result in --out")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, few steps, subsampled evaluation")
@@ -359,6 +447,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.out = Path(__file__).resolve().parents[1] / "tmp" / "scan_quick"
         args.update_results = True
     return args
+
+
+def sample_test(split: ScanSplit, per_primitive: int | None, random_size: int | None,
+                seed: int) -> tuple[ScanSplit, dict[str, float] | None]:
+    """The split with a fixed seeded sample of each primitive's test set and of the random test set, and the
+    inverse inclusion probability of each sampled command (``None`` when nothing is sampled).
+
+    Each primitive's test set is sampled on its own (``per_primitive`` commands, without replacement), so a command
+    with several primitives is drawn with probability ``1 - prod_p (1 - n_p / |T_p|)``; weighting by its inverse
+    makes every reported exact match an unbiased-in-ratio estimate of the full set's.
+    """
+    if per_primitive is None and random_size is None:
+        return split, None
+    rng = random.Random(seed)
+    chosen: set[str] = set()
+    keep = {}
+    for p in split.primitives:
+        pool = split.test_subset(p)
+        n = len(pool) if per_primitive is None else min(per_primitive, len(pool))
+        keep[p] = n / len(pool)
+        chosen.update(c for c, _ in rng.sample(pool, n))
+    test = [ex for ex in split.test if ex[0] in chosen]
+    weights = {c: 1.0 / (1.0 - math.prod(1.0 - keep[p] for p in split.primitives if contains_primitive(c, p)))
+               for c, _ in test}
+    random_test = split.random_test
+    if random_size is not None and random_size < len(random_test):
+        picked = set(rng.sample(range(len(random_test)), random_size))
+        random_test = [ex for i, ex in enumerate(random_test) if i in picked]
+    return dataclasses.replace(split, test=test, random_test=random_test), weights
 
 
 def subsample(split: ScanSplit, n: int, seed: int) -> ScanSplit:
@@ -382,26 +499,73 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                 primitive_fraction=args.primitive_fraction, seed=args.data_seed)
     if args.quick:
         split = subsample(split, 256, args.data_seed)
+    full_sizes = {name: (len(split.test) if name == SPLIT else len(split.test_subset(name.replace("_", " "))))
+                  for name in REPORTED}
+    split_sizes = split.sizes()
+    split, weights = sample_test(split, args.test_per_primitive, args.random_test_size, args.data_seed)
+    if args.extend:
+        return extend_results(args, split, tokenizer, wraps, weights)
     json_path, md_path = output_paths(args.out, args.update_results)
     start = time.perf_counter()
-    runs = [run_seed(seed, split, tokenizer, wraps, args) for seed in tqdm(args.seeds, desc="seeds")]
+    runs = [run_seed(seed, split, tokenizer, wraps, args, weights) for seed in tqdm(args.seeds, desc="seeds")]
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "split": SPLIT, "split_sizes": split.sizes(),
-        "test_sizes": {name: (len(split.test) if name == SPLIT else len(split.test_subset(name.replace("_", " "))))
-                       for name in REPORTED},
+        "split": SPLIT, "split_sizes": split_sizes,
+        "test_sizes": full_sizes,
+        "test_sample": None if weights is None else {
+            "seed": args.data_seed, "per_primitive": args.test_per_primitive,
+            "sizes": {"test": len(split.test), "random_test": len(split.random_test),
+                      **{name: len(split.test_subset(name.replace("_", " "))) for name in REPORTED[:-1]}}},
+        "pretrained_reused": [r["pretrain"]["reused_from"] for r in runs if "reused_from" in r["pretrain"]],
         "parameters": sum(p.numel() for p in build_model(len(tokenizer), tokenizer, args, 0).parameters()),
         "summary": summarise(runs), "runs": runs, "wall_seconds": time.perf_counter() - start,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "transformers": __import__("transformers").__version__, "threads": args.threads,
                         "machine": platform.machine()},
     }
+    return write_results(results, json_path, md_path)
+
+
+def write_results(results: dict[str, Any], json_path: Path, md_path: Path) -> dict[str, Any]:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(markdown(results), encoding="utf-8")
     print(markdown(results))
     print(f"wrote {json_path} and {md_path}")
     return results
+
+
+#: Settings an extension must share with the result it extends (data, pretraining, test sample, fine-tuning).
+SHARED_SETTINGS = ("seeds", "data_seed", "validation_fraction", "random_test_fraction", "primitive_fraction",
+                   "d_model", "layers", "heads", "dropout", "batch_size", "pretrain_steps", "lr", "warmup",
+                   "finetune_steps", "finetune_lr", "eval_every", "eval_batch_size", "test_per_primitive",
+                   "random_test_size", "threads")
+
+
+def extend_results(args: argparse.Namespace, split: ScanSplit, tokenizer: Any, wraps: dict[str, Wrap],
+                   weights: dict[str, float] | None) -> dict[str, Any]:
+    """Run ``wraps`` for the seeds of the result in ``args.out`` and add them to it (pretrained models must come
+    from ``--pretrained-dir``, so every strategy fine-tunes the same checkpoints)."""
+    json_path, md_path = args.out / f"{RESULT_STEM}.json", args.out / f"{RESULT_STEM}.md"
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    old = results["config"]
+    differ = [k for k in SHARED_SETTINGS if old.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"error: --extend needs the settings of {json_path}; these differ: {differ}")
+    if args.pretrained_dir is None or not all(pretrained_path(args, s).exists() for s in args.seeds):
+        raise SystemExit("error: --extend needs the pretrained models of the result in --pretrained-dir")
+    done = set(results["runs"][0]["strategies"])
+    wraps = {name: wrap for name, wrap in wraps.items() if name not in done}
+    start = time.perf_counter()
+    for run in tqdm(results["runs"], desc="seeds"):
+        new = run_seed(run["seed"], split, tokenizer, wraps, args, weights, evaluate_pretrained=False)
+        run["strategies"].update(new["strategies"])
+    seconds = time.perf_counter() - start
+    old["strategies"] = [*old["strategies"], *wraps]
+    results.setdefault("extensions", []).append({"strategies": list(wraps), "wall_seconds": seconds})
+    results["wall_seconds"] += seconds
+    results["summary"] = summarise(results["runs"])
+    return write_results(results, json_path, md_path)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
                      "EquivariantSentenceEmbeddingConfig", "EquivariantModelForSentenceEmbedding"],
                     "models.sequence_classification"),
     **dict.fromkeys(["SpanSwap", "SpanSwapAction"], "actions.spans"),
+    **dict.fromkeys(["EquivariantSeq2SeqLMConfig", "EquivariantModelForSeq2SeqLM"], "models.seq2seq"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -72,4 +73,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
                                                  EquivariantModelForSequenceClassification,
                                                  EquivariantSentenceEmbeddingConfig,
                                                  EquivariantSequenceClassificationConfig)
+    from .models.seq2seq import EquivariantModelForSeq2SeqLM, EquivariantSeq2SeqLMConfig
     from .plans import STRATEGIES, Plan, make_plan

@@ -34,7 +34,7 @@ __all__ = ["FAMILIES", "register_auto_classes", "install", "when_imported"]
 
 #: Model-family packages; importing one registers its config and model classes with the Auto classes.
 FAMILIES = ("hf_equivariant.models.causal_lm", "hf_equivariant.models.clip", "hf_equivariant.models.multi_input",
-            "hf_equivariant.models.sequence_classification")
+            "hf_equivariant.models.sequence_classification", "hf_equivariant.models.seq2seq")
 
 
 def register_auto_classes() -> None:

@@ -224,6 +224,8 @@ def run_tokens(
     share: bool = True,
     max_rows: int | None = None,
     on_layout: Callable[[RowLayout], bool | None] | None = None,
+    output_action: Any | None = None,
+    row_prefix: int = 0,
 ) -> TokenRun:
     """Equivariant next-token logits for ``input_ids [N, T]`` under ``plan``.
 
@@ -233,6 +235,11 @@ def run_tokens(
     chunks of ``max_rows`` rows. ``on_layout`` sees the row layout before the first call (to fork a cache); if it
     returns True the cache does not hold this layout's prefix, and the whole context is run instead (the outputs of
     the last ``T`` positions are returned either way).
+
+    Sequence-to-sequence models pass one *joint* sequence per row (encoder ids, then decoder ids): ``action`` moves
+    it, ``output_action`` (default ``action``) maps the logits back, and the first ``row_prefix`` context positions
+    (the encoder input) come with every row given to ``call``, in front of the tokens to run (``row_ids
+    [stop-start, row_prefix + T]``, or the whole context), and are never output positions.
     """
     if context_ids is None:
         context_ids = input_ids
@@ -254,13 +261,18 @@ def run_tokens(
         layout = RowLayout.all_copies(copies.num_copies, input_ids.shape[0], input_ids.device)
     run_tokens_of = new_tokens
     if on_layout is not None and on_layout(layout):
-        run_tokens_of = transformed.shape[-1]
+        run_tokens_of = transformed.shape[-1] - row_prefix
         layout = shared_layout(transformed, run_tokens_of) if share else layout
         if on_layout(layout):
             raise RuntimeError("the wrapper could not prepare a cache for the whole context")
-    row_ids = layout.select_rows(transformed[..., -run_tokens_of:])
-    moved = bool((action.tables(context_ids.device)["factor_of"][context_ids.clamp(0)] >= 0).any())
-    aggregator = _SupportAggregator(action, copies, layout, aggregation, new_tokens, context_moved=moved)
+    rows = transformed[..., -run_tokens_of:]
+    if row_prefix:
+        rows = torch.cat([transformed[..., :row_prefix], rows], dim=-1)
+    row_ids = layout.select_rows(rows)
+    tables = action.tables(context_ids.device) if hasattr(action, "tables") and not row_prefix else None
+    moved = True if tables is None else bool((tables["factor_of"][context_ids.clamp(0)] >= 0).any())
+    aggregator = _SupportAggregator(output_action if output_action is not None else action, copies, layout,
+                                    aggregation, new_tokens, context_moved=moved)
     step = layout.num_rows if max_rows is None else max(1, int(max_rows))
     for start in range(0, layout.num_rows, step):
         stop = min(start + step, layout.num_rows)

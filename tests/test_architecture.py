@@ -32,7 +32,8 @@ LAYERS = [
     {"executor"},
     {"models.provenance", "models.remote_code"},
     {"models.base", "models.config_utils"},
-    {"models.causal_lm", "models.clip", "models.multi_input", "models.sequence_classification"},
+    {"models.causal_lm", "models.clip", "models.multi_input", "models.sequence_classification",
+     "models.seq2seq"},
     {"models"},  # the package __init__ imports every family (registration)
     {"eval", "demo"},
     {"cli"},

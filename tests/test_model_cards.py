@@ -40,7 +40,7 @@ def _check(name: str, card: str, folder: pathlib.Path = GOLDEN) -> None:
 def test_packaged_templates_equal_the_top_level_folder():
     top = {p.name: p.read_text() for p in (ROOT / "model_cards").glob("*.md")}
     packaged = {p.name: p.read_text() for p in (ROOT / "hf_equivariant" / "data" / "model_cards").glob("*.md")}
-    assert top == packaged and set(top) == {"causal_lm.md", "clip.md", "multi_input.md", "text_invariant.md"}
+    assert top == packaged and set(top) == {"causal_lm.md", "clip.md", "multi_input.md", "sections.md"}
 
 
 def test_causal_lm_card_golden(tiny_base, word_tokenizer, small_factors):

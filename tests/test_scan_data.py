@@ -229,17 +229,35 @@ def experiment():
 def test_experiment_strategies(experiment, monkeypatch):
     import hf_equivariant
 
-    assert {s: experiment.copies_per_example(s) for s in experiment.STRATEGY_NAMES} == {"none": 1, "full": 8,
-                                                                                         "multi": 6}
+    assert {s: experiment.copies_per_example(s) for s in experiment.STRATEGY_NAMES} == {
+        "none": 1, "full": 8, "multi": 6, "multi_neutral": 6, "canonical": 1, "full_logits": 8, "multi_logits": 6}
     tok = S.build_tokenizer("scan2")
     model = object()
     assert experiment.make_wrap("none", tok)(model) is model
-    monkeypatch.delattr(hf_equivariant, "EquivariantModelForSeq2SeqLM", raising=False)
-    for strategy in ("full", "multi"):
-        with pytest.raises(RuntimeError, match="needs hf_equivariant.EquivariantModelForSeq2SeqLM"):
-            experiment.make_wrap(strategy, tok)
+    args = experiment.parse_args(["--d-model", "16", "--layers", "1", "--heads", "2"])
+    for strategy in ("full", "multi", "multi_neutral", "canonical"):
+        wrapped = experiment.make_wrap(strategy, tok)(experiment.build_model(len(tok), tok, args, seed=0))
+        assert isinstance(wrapped, hf_equivariant.EquivariantModelForSeq2SeqLM)
+        assert wrapped.copies_per_row == experiment.copies_per_example(strategy)
+    assert wrapped.config.canonicalization == "representative"
     with pytest.raises(ValueError, match="unknown strategy"):
-        experiment.make_wrap("canonical", tok)
+        experiment.make_wrap("auto", tok)
+
+
+def test_experiment_test_sample_weights_estimate_the_full_sets(experiment):
+    """The seeded test sample's inclusion weights recover exact-match rates of the whole test sets."""
+    split = S.add_primitive_split("turn_up_jump_turn_left", random_test_fraction=0.05)
+    sample, weights = experiment.sample_test(split, 1000, 500, seed=0)
+    assert len(sample.random_test) == 500 and len(sample.test) < 3000 and set(sample.test) <= set(split.test)
+    assert experiment.sample_test(split, None, None, 0) == (split, None)
+
+    def rate(examples, w=None):  # a "model" right on commands with "twice" xor "left"
+        flags = [("twice" in c) != ("left" in c) for c, _ in examples]
+        return experiment.accuracy(flags, None if w is None else [w[c] for c, _ in examples])
+
+    assert abs(rate(sample.test, weights) - rate(split.test)) < 2.0
+    for primitive in ("jump", "turn left", "turn up"):
+        assert abs(rate(sample.test_subset(primitive), weights) - rate(split.test_subset(primitive))) < 3.0
 
 
 def test_experiment_train_and_evaluate_tiny(experiment):

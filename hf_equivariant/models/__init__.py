@@ -5,4 +5,4 @@ Auto classes: a script that imports only ``hf_equivariant.models.clip`` still lo
 through ``AutoModelForCausalLM``.
 """
 
-from . import causal_lm, clip, multi_input, sequence_classification  # noqa: F401  (registration on import)
+from . import causal_lm, clip, multi_input, seq2seq, sequence_classification  # noqa: F401  (registration on import)

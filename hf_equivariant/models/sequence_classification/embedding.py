@@ -38,7 +38,7 @@ class EquivariantModelForSentenceEmbedding(SpanInvariantModel):
 
     config_class = EquivariantSentenceEmbeddingConfig
     base_auto_class = AutoModel
-    card_template = "text_invariant"
+    card_template = "sections"
     auto_classes = ("AutoModel",)
     card_pipeline_tag = "feature-extraction"
     card_tags = ("fairness", "sentence-embeddings")

@@ -51,7 +51,7 @@ class SpanInvariantModel(EquivariantPreTrainedModel):
         return list(dict.fromkeys(self.config.group_names))
 
     def card_context(self, repo: str) -> dict[str, Any]:
-        """Values for ``model_cards/text_invariant.md`` (from the family's sections)."""
+        """Values for ``model_cards/sections.md`` (from the family's sections)."""
         title, summary, usage, sections = self.model_card_sections()
         body = "\n\n".join(f"## {heading}\n\n{text.strip()}" for heading, text in sections)
         return {"title": title, "summary": summary, "usage": usage.replace("<this repo or folder>", repo).strip(),
@@ -259,7 +259,7 @@ class EquivariantModelForSequenceClassification(SpanInvariantModel):
 
     config_class = EquivariantSequenceClassificationConfig
     base_auto_class = AutoModelForSequenceClassification
-    card_template = "text_invariant"
+    card_template = "sections"
     auto_classes = ("AutoModelForSequenceClassification",)
     card_pipeline_tag = "text-classification"
     card_tags = ("fairness", "text-classification", "counterfactual-fairness")
