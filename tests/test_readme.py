@@ -125,3 +125,9 @@ def test_classifier_quick_start(tmp_path, monkeypatch, gpt2_tokenizer):
     first, second = scope["scores"]
     assert first["label"] == second["label"] and abs(first["score"] - second["score"]) < 1e-6
     assert (tmp_path / "fair-model" / "tokenizer.json").is_file()
+
+
+def test_seq2seq_quick_start():
+    scope: dict = {}
+    exec(compile(_block("Quick start: sequence-to-sequence models"), "README quick start (seq2seq)", "exec"), scope)
+    assert scope["out"].shape[0] == 1 and scope["model"].copies_per_row == 6

@@ -43,13 +43,15 @@ _UNKNOWN = object()
 
 
 def _row_index(held: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor | None:
-    """Index in ``held`` ``[H, L]`` of each row of ``wanted`` ``[W, L]``, or ``None`` if one is missing."""
+    """Index in ``held`` ``[H, L]`` of each row of ``wanted`` ``[W, L]``, or ``None`` if one is missing (one sort of
+    both sets of rows, not an all-pairs comparison)."""
     if held.shape[1] != wanted.shape[1]:
         return None
-    match = (wanted[:, None, :] == held[None, :, :]).all(-1)  # [W, H]
-    if not bool(match.any(-1).all()):
-        return None
-    return match.float().argmax(-1)
+    unique, inverse = torch.unique(torch.cat([held, wanted]), dim=0, return_inverse=True)
+    lookup = torch.full((unique.shape[0],), -1, dtype=torch.long, device=held.device)
+    lookup[inverse[: held.shape[0]]] = torch.arange(held.shape[0], device=held.device)
+    found = lookup[inverse[held.shape[0]:]]
+    return None if bool((found < 0).any()) else found
 
 
 def _held_count(cache: Any, held: Any) -> int:
