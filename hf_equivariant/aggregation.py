@@ -158,7 +158,7 @@ def segment_combine(aggregation: Aggregation, values: torch.Tensor, weights: tor
     w = weights.to(device=values.device, dtype=values.dtype)
     w = w.view(w.shape[0], *([1] * (values.dim() - 1))) if w.dim() == 1 else w
     segment = segment.to(values.device)
-    if values.shape[0] <= 4 * num_segments and bool((segment[1:] >= segment[:-1]).all()):
+    if bool((segment[1:] >= segment[:-1]).all()):  # the shared layout's order: dense slices, no scatters
         return _sorted_segments(aggregation, values, w, segment, num_segments)
     index = segment.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
     shape = (num_segments, *values.shape[1:])
@@ -179,17 +179,32 @@ def _sorted_segments(aggregation: Aggregation, values: torch.Tensor, w: torch.Te
     """:func:`segment_combine` for rows sorted by segment (the shared layout's order): dense reductions over
     each segment's slice, much faster than scatters on wide rows. Missing segments are left empty (-inf / 0)."""
     counts = torch.bincount(segment, minlength=num_segments).tolist()
+    if num_segments == 1 and aggregation.name not in ("max_prob", "mean_logits") and counts[0] > 1:
+        return _weighted_logsumexp(values, w.log())[None]  # one input row: no output buffer to fill
     fill = 0.0 if aggregation.name == "mean_logits" else -math.inf
     out = values.new_full((num_segments, *values.shape[1:]), fill)
     start = 0
     for k, count in enumerate(counts):  # one slice per input row of the batch, never per group element
         if count:
-            rows, weight = values[start:start + count], w[start:start + count].expand_as(values[start:start + count])
+            rows, weight = values[start:start + count], w[start:start + count]  # weights stay broadcast, not expanded
             if aggregation.name == "max_prob":
                 out[k] = torch.where(weight > 0, rows, torch.full_like(rows, -math.inf)).amax(0)
             elif aggregation.name == "mean_logits":
                 out[k] = (weight * rows).sum(0)
+            elif count == 1:
+                out[k] = rows[0] + weight[0].log()
             else:
-                out[k] = torch.logsumexp(rows + weight.log(), 0) if count > 1 else rows[0] + weight[0].log()
+                out[k] = _weighted_logsumexp(rows, weight.log())
         start += count
     return out
+
+
+def _weighted_logsumexp(rows: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
+    """``log sum_r exp(rows[r] + log_weights[r])`` over the first dim, exact in the tails (shifted by the
+    element-wise maximum) and with fewer passes over memory than ``torch.logsumexp`` on a short leading dim: this is
+    the widest reduction of a scoring forward (rows x positions x vocabulary)."""
+    shifted = rows + log_weights
+    if shifted.requires_grad:  # training: the out-of-place reduction, which autograd can differentiate
+        return torch.logsumexp(shifted, 0)
+    peak = shifted.amax(0).clamp_(min=torch.finfo(shifted.dtype).min)  # all -inf: stays -inf below, never NaN
+    return shifted.sub_(peak).exp_().sum(0).log_().add_(peak)

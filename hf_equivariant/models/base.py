@@ -10,9 +10,11 @@ base weights are unchanged, never into the base's own folder, a user's README ke
 
 from __future__ import annotations
 
+import copy
 import functools
 import glob
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -29,7 +31,7 @@ from .remote_code import auto_map, write_remote_module
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EquivariantConfigMixin", "EquivariantPreTrainedModel", "nested_config", "check_bool", "check_count",
+__all__ = ["EquivariantConfigMixin", "EquivariantPreTrainedModel", "EmbeddingDelegationMixin", "nested_config", "check_bool", "check_count",
            "check_loading_options", "LOADING_OPTIONS", "register_with_auto_classes", "install_trainer_card_hook"]
 
 
@@ -90,6 +92,35 @@ class EquivariantConfigMixin:
 
     #: Strategies the family accepts.
     allowed_strategies: ClassVar[tuple[str, ...]] = ("full", "multi", "canonical")
+    #: The attribute holding the base model's nested config (saved as a dict), if the family has one.
+    nested_config_field: ClassVar[str | None] = None
+
+    def set_nested_config(self, value: PretrainedConfig | dict[str, Any] | None) -> PretrainedConfig | None:
+        """Store the base model's config under ``nested_config_field`` (rebuilt from a dict when loading)."""
+        config = nested_config(value, self.nested_config_field)
+        setattr(self, self.nested_config_field, config)
+        return config
+
+    @staticmethod
+    def mirror_base_fields(kwargs: dict[str, Any], base_config: PretrainedConfig | None, keys: Sequence[str],
+                           tie_word_embeddings: bool = False) -> None:
+        """Copy ``keys`` (special token ids, labels) from the base config into ``kwargs`` unless given, so
+        ``generate`` and pipelines read them from the wrapper's config; optionally its ``tie_word_embeddings``."""
+        if base_config is None:
+            return
+        if tie_word_embeddings:
+            kwargs.setdefault("tie_word_embeddings", getattr(base_config, "tie_word_embeddings", False))
+        for key in keys:
+            if kwargs.get(key) is None and getattr(base_config, key, None) is not None:
+                kwargs[key] = getattr(base_config, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a dict, with the nested base config serialised as a dict too."""
+        output = super().to_dict()  # type: ignore[misc]  # PretrainedConfig.to_dict, next in the MRO
+        nested = getattr(self, self.nested_config_field, None) if self.nested_config_field else None
+        if isinstance(nested, PretrainedConfig):
+            output[self.nested_config_field] = nested.to_dict()
+        return output
 
     def set_equivariant_fields(self, *, strategy: str, aggregation: str, branch_weighting: str,
                                base_model_name_or_path: str | None, base_model_revision: str | None = None,
@@ -141,6 +172,20 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
     card_tags: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ construction helpers
+    def attach_base(self, base_model: Any, tokenizer: Any = None) -> None:
+        """Hold ``base_model`` (built from the saved nested config when ``None``: ``from_pretrained`` then loads
+        the weights into it), the tokenizer, a copy of the base's generation config and per-thread diagnostics."""
+        if base_model is None:
+            nested = getattr(self.config, self.base_config_attr, None) if self.base_config_attr else None
+            if nested is None:
+                raise ValueError(f"the config has no {self.base_config_attr}: build the wrapper with from_base(...)")
+            base_model = self.base_auto_class.from_config(nested)
+        self.base = base_model
+        self.tokenizer = tokenizer
+        if getattr(base_model, "generation_config", None) is not None and self.can_generate():
+            self.generation_config = copy.deepcopy(base_model.generation_config)
+        self._diagnostics = threading.local()
+
     @classmethod
     def load_base(cls, model_or_name: Any, revision: str | None = None, **loading_kwargs: Any) -> tuple[Any, str | None]:
         """``(base model, its name or path)`` from an instance, a Hub id or a local folder (made absolute)."""
@@ -441,6 +486,30 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
         with open(path, "w", encoding="utf-8") as f:
             f.write(self.model_card(repo_id, folder=save_directory, **card_kwargs))
         return path
+
+
+class EmbeddingDelegationMixin:
+    """Embedding accessors of a text wrapper, delegated to ``self.base`` (what ``resize_token_embeddings``,
+    PEFT and generation utilities call); a resize updates the nested base config the wrapper saves."""
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.base.get_input_embeddings()
+
+    def set_input_embeddings(self, value: torch.nn.Module) -> None:
+        self.base.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> torch.nn.Module | None:
+        return self.base.get_output_embeddings()
+
+    def set_output_embeddings(self, value: torch.nn.Module) -> None:
+        self.base.set_output_embeddings(value)
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> torch.nn.Embedding:
+        """Resize the base model's embeddings; new ids are fixed by every group element unless a factor's words
+        use them."""
+        out = self.base.resize_token_embeddings(*args, **kwargs)
+        setattr(self.config, self.config.nested_config_field, self.base.config)
+        return out
 
 
 def _requested_dtype(kwargs: dict[str, Any]) -> torch.dtype | None:

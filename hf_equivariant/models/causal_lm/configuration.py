@@ -9,7 +9,7 @@ from transformers import PretrainedConfig
 
 from ...actions.tokens import WordSwap
 from ...plans import check_canonicalization
-from ..base import EquivariantConfigMixin, check_bool, check_count, nested_config
+from ..base import EquivariantConfigMixin, check_bool, check_count
 
 __all__ = ["EquivariantCausalLMConfig"]
 
@@ -37,6 +37,7 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
 
     model_type = "hf_equivariant_causal_lm"
     allowed_strategies = ("auto", "full", "multi", "canonical", "none")
+    nested_config_field = "text_config"
 
     def __init__(
         self,
@@ -54,8 +55,7 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
         share_common_prefix: bool = True,
         **kwargs: Any,
     ) -> None:
-        text_config = nested_config(text_config, "text_config")
-        self.text_config = text_config
+        text_config = self.set_nested_config(text_config)
         self.set_equivariant_fields(strategy=strategy, aggregation=aggregation, branch_weighting=branch_weighting,
                                     base_model_name_or_path=base_model_name_or_path,
                                     base_model_revision=base_model_revision, save_base_weights=save_base_weights)
@@ -67,19 +67,10 @@ class EquivariantCausalLMConfig(EquivariantConfigMixin, PretrainedConfig):
         self.share_common_prefix = check_bool("share_common_prefix", share_common_prefix)
         self.canonicalization = check_canonicalization("representative" if canonicalization is None
                                                        else canonicalization)
-        if text_config is not None:
-            kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
-            for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-                if kwargs.get(key) is None and getattr(text_config, key, None) is not None:
-                    kwargs[key] = getattr(text_config, key)
+        self.mirror_base_fields(kwargs, text_config, ("bos_token_id", "eos_token_id", "pad_token_id"),
+                                tie_word_embeddings=True)
         super().__init__(**kwargs)
 
     @property
     def group_names(self) -> list[str]:
         return [g["name"] for g in self.groups]
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        if isinstance(self.text_config, PretrainedConfig):
-            output["text_config"] = self.text_config.to_dict()
-        return output

@@ -10,10 +10,8 @@ classes all work on it.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +27,7 @@ from ...aggregation import Aggregation
 from ...executor import run_tokens, token_prefix_length
 from ...plans import Plan, make_plan
 from ...sharing import RowLayout
-from ..base import EquivariantPreTrainedModel
+from ..base import EmbeddingDelegationMixin, EquivariantPreTrainedModel
 from .cache import ChunkedCache, cache_device, empty_cache, find_cache
 from .configuration import EquivariantCausalLMConfig
 
@@ -80,7 +78,7 @@ def _new_cache(base: Any) -> Any:
         return DynamicCache()
 
 
-class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
+class EquivariantModelForCausalLM(EmbeddingDelegationMixin, EquivariantPreTrainedModel, GenerationMixin):
     """A causal LM whose next-token distribution satisfies ``P(g.v | g.x) = P(v | x)`` for every group element."""
 
     config_class = EquivariantCausalLMConfig
@@ -96,19 +94,11 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: EquivariantCausalLMConfig, base_model: Any = None, tokenizer: Any = None) -> None:
         super().__init__(config)
-        if base_model is None:
-            if config.text_config is None:
-                raise ValueError("the config has no text_config: build the wrapper with from_base(...)")
-            base_model = AutoModelForCausalLM.from_config(config.text_config)
-        self.base = base_model
-        self.tokenizer = tokenizer
-        if getattr(base_model, "generation_config", None) is not None:
-            self.generation_config = copy.deepcopy(base_model.generation_config)
+        self.attach_base(base_model, tokenizer)
         self._action: TokenPermutationAction | None = None
         self._action_key: tuple | None = None
         self._plans: dict[tuple, Plan] = {}
         self._accepts_logits_to_keep: bool | None = None
-        self._diagnostics = threading.local()
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -195,25 +185,6 @@ class EquivariantModelForCausalLM(EquivariantPreTrainedModel, GenerationMixin):
         ``auto`` runs at most max(prod |Gi| over the factors present, sum |Gi| + 1) of its copies after sharing."""
         plan = self.plan
         return int((plan.branch < len(plan.factor_orders)).sum()) if plan.auto else plan.num_copies
-
-    # ------------------------------------------------------------------ delegation
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.base.get_input_embeddings()
-
-    def set_input_embeddings(self, value: torch.nn.Module) -> None:
-        self.base.set_input_embeddings(value)
-
-    def get_output_embeddings(self) -> torch.nn.Module | None:
-        return self.base.get_output_embeddings()
-
-    def set_output_embeddings(self, value: torch.nn.Module) -> None:
-        self.base.set_output_embeddings(value)
-
-    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> torch.nn.Embedding:
-        """Resize the base model's embeddings; new ids are fixed by every group element."""
-        out = self.base.resize_token_embeddings(*args, **kwargs)
-        self.config.text_config = self.base.config
-        return out
 
     # ------------------------------------------------------------------ forward
     def forward(

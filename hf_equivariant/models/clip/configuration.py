@@ -8,7 +8,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ...actions.registry import image_action
-from ..base import EquivariantConfigMixin, check_bool, check_count, nested_config
+from ..base import EquivariantConfigMixin, check_bool, check_count
 from .scorer import IMAGE_STRATEGIES
 
 __all__ = ["EquivariantCLIPConfig", "EquivariantSiglipConfig"]
@@ -32,6 +32,7 @@ class EquivariantCLIPConfig(EquivariantConfigMixin, PretrainedConfig):
 
     model_type = "hf_equivariant_clip"
     allowed_strategies = IMAGE_STRATEGIES
+    nested_config_field = "base_config"
 
     def __init__(
         self,
@@ -48,7 +49,7 @@ class EquivariantCLIPConfig(EquivariantConfigMixin, PretrainedConfig):
         save_base_weights: bool = True,
         **kwargs: Any,
     ) -> None:
-        self.base_config = nested_config(base_config, "base_config")
+        self.set_nested_config(base_config)
         if isinstance(groups, str) or not groups:
             raise ValueError(f"groups must be a non-empty list of image transform names, got {groups!r}")
         self.groups = [str(g) for g in groups]
@@ -80,8 +81,6 @@ class EquivariantCLIPConfig(EquivariantConfigMixin, PretrainedConfig):
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
-        if isinstance(self.base_config, PretrainedConfig):
-            output["base_config"] = self.base_config.to_dict()
         output["groups"] = list(self.groups)
         return output
 

@@ -14,7 +14,6 @@ own embedding modules, generation hooks, the ``labels`` loss and saving.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import os
@@ -36,7 +35,7 @@ from ...aggregation import Aggregation
 from ...executor import run_tokens
 from ...plans import Plan, make_plan
 from ...sharing import RowLayout
-from ..base import EquivariantPreTrainedModel
+from ..base import EmbeddingDelegationMixin, EquivariantPreTrainedModel
 from . import cache as caches
 from .configuration import EquivariantSeq2SeqLMConfig
 
@@ -69,7 +68,7 @@ def _specs(action: TokenPermutationAction) -> list[dict[str, Any]]:
     return [f.to_spec() for f in action.factors]
 
 
-class EquivariantModelForSeq2SeqLM(EquivariantPreTrainedModel, GenerationMixin):
+class EquivariantModelForSeq2SeqLM(EmbeddingDelegationMixin, EquivariantPreTrainedModel, GenerationMixin):
     """An encoder-decoder whose next-token distribution satisfies ``P(g.w | g.x, g.y) = P(w | x, y)`` for every
     element ``g`` of a product of word-swap factors acting on inputs and outputs together."""
 
@@ -86,22 +85,14 @@ class EquivariantModelForSeq2SeqLM(EquivariantPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: EquivariantSeq2SeqLMConfig, base_model: Any = None, tokenizer: Any = None) -> None:
         super().__init__(config)
-        if base_model is None:
-            if config.text_config is None:
-                raise ValueError("the config has no text_config: build the wrapper with from_base(...)")
-            base_model = AutoModelForSeq2SeqLM.from_config(config.text_config)
-        if not getattr(base_model.config, "is_encoder_decoder", False):
+        if base_model is not None and not getattr(base_model.config, "is_encoder_decoder", False):
             raise ValueError(f"{type(base_model).__name__} is not an encoder-decoder; use EquivariantModelForCausalLM "
                              "for decoder-only language models")
-        self.base = base_model
-        self.tokenizer = tokenizer
-        if getattr(base_model, "generation_config", None) is not None:
-            self.generation_config = copy.deepcopy(base_model.generation_config)
+        self.attach_base(base_model, tokenizer)
         self._action: PairedTokenAction | None = None
         self._action_key: tuple | None = None
         self._plans: dict[tuple, Plan] = {}
         self._cache_key: str | None = None
-        self._diagnostics = threading.local()
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -231,25 +222,6 @@ class EquivariantModelForSeq2SeqLM(EquivariantPreTrainedModel, GenerationMixin):
     def last_encoder_count(self) -> int:
         """Encoder rows run by this thread's most recent forward call (0 when the cache held them)."""
         return getattr(self._diagnostics, "encoder_rows", 0)
-
-    # ------------------------------------------------------------------ delegation
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.base.get_input_embeddings()
-
-    def set_input_embeddings(self, value: torch.nn.Module) -> None:
-        self.base.set_input_embeddings(value)
-
-    def get_output_embeddings(self) -> torch.nn.Module | None:
-        return self.base.get_output_embeddings()
-
-    def set_output_embeddings(self, value: torch.nn.Module) -> None:
-        self.base.set_output_embeddings(value)
-
-    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> torch.nn.Embedding:
-        """Resize the base model's embeddings; new ids are fixed by every group element."""
-        out = self.base.resize_token_embeddings(*args, **kwargs)
-        self.config.text_config = self.base.config
-        return out
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs for teacher forcing: the labels shifted right, as the base model builds them."""

@@ -9,7 +9,7 @@ from transformers import PretrainedConfig
 
 from ...actions.spans import SpanSwap
 from ...row_plans import check_canonicalization
-from ..base import EquivariantConfigMixin, check_bool, check_count, nested_config
+from ..base import EquivariantConfigMixin, check_bool, check_count
 
 __all__ = ["EquivariantSequenceClassificationConfig", "EquivariantSentenceEmbeddingConfig", "output_link"]
 
@@ -33,12 +33,13 @@ class _SpanConfigMixin(EquivariantConfigMixin):
     """Fields shared by the classifier and the sentence-embedding configs."""
 
     allowed_strategies = ("auto", "full", "multi", "canonical", "none")
+    nested_config_field = "base_config"
 
     def set_span_fields(self, *, base_config: Any, groups: Any, strategy: str, canonicalization: str,
                         aggregation: str, branch_weighting: str, base_model_name_or_path: str | None,
                         base_model_revision: str | None, save_base_weights: bool, max_rows: int | None,
                         deduplicate: bool) -> None:
-        self.base_config = nested_config(base_config, "base_config")
+        self.set_nested_config(base_config)
         self.set_equivariant_fields(strategy=strategy, aggregation=aggregation, branch_weighting=branch_weighting,
                                     base_model_name_or_path=base_model_name_or_path,
                                     base_model_revision=base_model_revision, save_base_weights=save_base_weights)
@@ -53,11 +54,6 @@ class _SpanConfigMixin(EquivariantConfigMixin):
     @property
     def group_names(self) -> list[str]:
         return [g["name"] for g in self.groups]
-
-    def _base_to_dict(self, output: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(self.base_config, PretrainedConfig):
-            output["base_config"] = self.base_config.to_dict()
-        return output
 
 
 class EquivariantSequenceClassificationConfig(_SpanConfigMixin, PretrainedConfig):
@@ -102,10 +98,7 @@ class EquivariantSequenceClassificationConfig(_SpanConfigMixin, PretrainedConfig
                              branch_weighting=branch_weighting, base_model_name_or_path=base_model_name_or_path,
                              base_model_revision=base_model_revision, save_base_weights=save_base_weights,
                              max_rows=max_rows, deduplicate=deduplicate)
-        if self.base_config is not None:
-            for key in _MIRRORED:
-                if kwargs.get(key) is None and getattr(self.base_config, key, None) is not None:
-                    kwargs[key] = getattr(self.base_config, key)
+        self.mirror_base_fields(kwargs, self.base_config, _MIRRORED)
         super().__init__(**kwargs)
         if self.link == "identity" and self.aggregation != "mean_logits":
             raise ValueError(f"aggregation {self.aggregation!r} needs class probabilities, but this is a regression "
@@ -115,9 +108,6 @@ class EquivariantSequenceClassificationConfig(_SpanConfigMixin, PretrainedConfig
     def link(self) -> str:
         """How the logits become scores: ``softmax``, ``sigmoid`` (multi-label) or ``identity`` (regression)."""
         return output_link(self.problem_type, self.num_labels)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._base_to_dict(super().to_dict())
 
 
 class EquivariantSentenceEmbeddingConfig(_SpanConfigMixin, PretrainedConfig):
@@ -155,14 +145,11 @@ class EquivariantSentenceEmbeddingConfig(_SpanConfigMixin, PretrainedConfig):
                              base_model_revision=base_model_revision, save_base_weights=save_base_weights,
                              max_rows=max_rows, deduplicate=deduplicate)
         self.normalize = check_bool("normalize", normalize)
-        if self.base_config is not None and kwargs.get("pad_token_id") is None:
-            kwargs["pad_token_id"] = getattr(self.base_config, "pad_token_id", None)
+        self.mirror_base_fields(kwargs, self.base_config, ("pad_token_id",))
+        kwargs.setdefault("pad_token_id", None)  # pooling reads it; transformers 5 no longer defaults it
         super().__init__(**kwargs)
 
     @property
     def link(self) -> str:
         """Embeddings are features: the identity link."""
         return "identity"
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._base_to_dict(super().to_dict())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -28,7 +27,7 @@ from ...actions.spans import SpanSwap, SpanSwapAction
 from ...aggregation import Aggregation
 from ...executor import SequenceRun, run_sequences
 from ...row_plans import RowCopies, nominal_copies, row_copies
-from ..base import EquivariantPreTrainedModel
+from ..base import EmbeddingDelegationMixin, EquivariantPreTrainedModel
 from .configuration import EquivariantSequenceClassificationConfig, output_link
 
 logger = logging.get_logger(__name__)
@@ -39,7 +38,7 @@ GroupsArg = str | SpanSwap | dict | Sequence[str | SpanSwap | dict]
 _HUB_KEYS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
 
 
-class SpanInvariantModel(EquivariantPreTrainedModel):
+class SpanInvariantModel(EmbeddingDelegationMixin, EquivariantPreTrainedModel):
     """What the span-swap invariant models share: the tokenizer, the action, the per-input copies and the run.
 
     Subclasses set ``config_class``, ``base_auto_class`` and implement ``forward`` with :meth:`run_invariant`.
@@ -68,16 +67,10 @@ class SpanInvariantModel(EquivariantPreTrainedModel):
 
     def __init__(self, config: Any, base_model: Any = None, tokenizer: Any = None) -> None:
         super().__init__(config)
-        if base_model is None:
-            if config.base_config is None:
-                raise ValueError("the config has no base_config: build the wrapper with from_base(...)")
-            base_model = self.base_auto_class.from_config(config.base_config)
-        self.base = base_model
-        self.tokenizer = tokenizer
+        self.attach_base(base_model, tokenizer)
         self._action: SpanSwapAction | None = None
         self._action_key: tuple | None = None
         self._base_params: frozenset[str] | None = None
-        self._diagnostics = threading.local()
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -165,19 +158,6 @@ class SpanInvariantModel(EquivariantPreTrainedModel):
         copies = row_copies(action.factor_orders, self.config.strategy, present, first,
                             self.config.branch_weighting, self.config.canonicalization)
         return copies, present
-
-    # ------------------------------------------------------------------ delegation
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.base.get_input_embeddings()
-
-    def set_input_embeddings(self, value: torch.nn.Module) -> None:
-        self.base.set_input_embeddings(value)
-
-    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> torch.nn.Embedding:
-        """Resize the base model's embeddings (new ids are not swapped unless a factor's words use them)."""
-        out = self.base.resize_token_embeddings(*args, **kwargs)
-        self.config.base_config = self.base.config
-        return out
 
     # ------------------------------------------------------------------ running
     def _accepted(self) -> frozenset[str]:
