@@ -31,7 +31,7 @@ LAYERS = [
     {"sharing"},
     {"executor"},
     {"models.provenance", "models.remote_code"},
-    {"models.base", "models.config_utils"},
+    {"models.base", "models.config_utils", "models.kv_cache"},
     {"models.causal_lm", "models.clip", "models.multi_input", "models.sequence_classification",
      "models.seq2seq"},
     {"models"},  # the package __init__ imports every family (registration)

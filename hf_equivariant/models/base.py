@@ -31,8 +31,8 @@ from .remote_code import auto_map, write_remote_module
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EquivariantConfigMixin", "EquivariantPreTrainedModel", "EmbeddingDelegationMixin", "nested_config", "check_bool", "check_count",
-           "check_loading_options", "LOADING_OPTIONS", "register_with_auto_classes", "install_trainer_card_hook"]
+__all__ = ["EquivariantConfigMixin", "EquivariantPreTrainedModel", "EmbeddingDelegationMixin", "nested_config",
+           "check_bool", "check_count", "check_loading_options", "LOADING_OPTIONS", "register_with_auto_classes", "install_trainer_card_hook"]
 
 
 def nested_config(value: PretrainedConfig | dict[str, Any] | None, field: str) -> PretrainedConfig | None:
@@ -92,7 +92,8 @@ class EquivariantConfigMixin:
 
     #: Strategies the family accepts.
     allowed_strategies: ClassVar[tuple[str, ...]] = ("full", "multi", "canonical")
-    #: The attribute holding the base model's nested config (saved as a dict), if the family has one.
+    #: The attribute holding the base model's nested config (saved as a dict; its ``dtype`` follows a requested
+    #: loading dtype), if the family has one.
     nested_config_field: ClassVar[str | None] = None
 
     def set_nested_config(self, value: PretrainedConfig | dict[str, Any] | None) -> PretrainedConfig | None:
@@ -158,8 +159,6 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
 
     #: Auto class that loads the base model by name (light saves, ``from_base`` with a name); ``None``: no base.
     base_auto_class: ClassVar[Any] = None
-    #: Config attribute holding the base model's config (its ``dtype`` follows a requested loading dtype).
-    base_config_attr: ClassVar[str | None] = None
     #: transformers Auto classes that load this wrapper (registration and the saved ``auto_map``).
     auto_classes: ClassVar[tuple[str, ...]] = ("AutoModel",)
     #: The input key the group acts on (``"input_ids"``, ``"pixel_values"``).
@@ -176,9 +175,10 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
         """Hold ``base_model`` (built from the saved nested config when ``None``: ``from_pretrained`` then loads
         the weights into it), the tokenizer, a copy of the base's generation config and per-thread diagnostics."""
         if base_model is None:
-            nested = getattr(self.config, self.base_config_attr, None) if self.base_config_attr else None
+            field = self.config.nested_config_field
+            nested = getattr(self.config, field, None) if field else None
             if nested is None:
-                raise ValueError(f"the config has no {self.base_config_attr}: build the wrapper with from_base(...)")
+                raise ValueError(f"the config has no {field}: build the wrapper with from_base(...)")
             base_model = self.base_auto_class.from_config(nested)
         self.base = base_model
         self.tokenizer = tokenizer
@@ -287,7 +287,8 @@ class EquivariantPreTrainedModel(EquivariantPushMixin, PreTrainedModel):
             config.base_model_revision = None
         dtype = _requested_dtype(kwargs)
         if config.save_base_weights:
-            nested = getattr(config, cls.base_config_attr, None) if cls.base_config_attr else None
+            field = getattr(config, "nested_config_field", None)
+            nested = getattr(config, field, None) if field else None
             if dtype is not None and nested is not None:
                 nested.dtype = dtype  # the base is built from its own config, whose saved dtype would win
             model = super(EquivariantPreTrainedModel, target).from_pretrained(path, *model_args, config=config,

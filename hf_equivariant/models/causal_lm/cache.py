@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from ..kv_cache import clear_layers
+
 __all__ = ["CACHE_KWARGS", "find_cache", "ChunkedCache", "cache_device", "empty_cache"]
 
 CACHE_KWARGS = ("cache", "past_key_values")
@@ -94,11 +96,4 @@ class ChunkedCache:
 
 def empty_cache(cache: Any) -> None:
     """Drop every cached state in place (the cache object stays the one ``generate`` holds)."""
-    layers = getattr(cache, "layers", None)
-    if layers is None:
-        raise ValueError(f"the {type(cache).__name__} cache cannot be emptied in place; use a DynamicCache")
-    for layer in layers:
-        layer.is_initialized = False
-        layer.keys, layer.values = None, None
-        if isinstance(getattr(layer, "cumulative_length", None), int):
-            layer.cumulative_length = 0
+    clear_layers(cache)

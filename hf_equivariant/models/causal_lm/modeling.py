@@ -84,7 +84,6 @@ class EquivariantModelForCausalLM(EmbeddingDelegationMixin, EquivariantPreTraine
     config_class = EquivariantCausalLMConfig
     main_input_name = "input_ids"
     base_auto_class = AutoModelForCausalLM
-    base_config_attr = "text_config"
     auto_classes = ("AutoModelForCausalLM",)
     group_input = "input_ids"
     output_kind = "equivariant"

@@ -43,7 +43,6 @@ class EquivariantCLIPModel(EquivariantPreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
     base_auto_class = AutoModel
-    base_config_attr = "base_config"
     auto_classes = ("AutoModel", "AutoModelForZeroShotImageClassification")
     group_input = "pixel_values"
     output_kind = "invariant"

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ..kv_cache import clear_layers
+
 __all__ = ["CACHE_KWARGS", "find_cache", "match_rows", "empty_cache", "attach", "held", "reorder"]
 
 CACHE_KWARGS = ("cache", "past_key_values")
@@ -53,14 +55,7 @@ def _sub_caches(cache: Any) -> list[Any]:
 def empty_cache(cache: Any) -> None:
     """Drop every cached state in place (the object stays the one ``generate`` holds)."""
     for sub in _sub_caches(cache):
-        layers = getattr(sub, "layers", None)
-        if layers is None:
-            raise ValueError(f"the {type(sub).__name__} cache cannot be emptied in place; use a DynamicCache")
-        for layer in layers:
-            layer.is_initialized = False
-            layer.keys, layer.values = None, None
-            if isinstance(getattr(layer, "cumulative_length", None), int):
-                layer.cumulative_length = 0
+        clear_layers(sub)
     if isinstance(getattr(cache, "is_updated", None), dict):
         cache.is_updated = {k: False for k in cache.is_updated}
     for name in (_LAYOUT, _ROWS, _ENCODER):

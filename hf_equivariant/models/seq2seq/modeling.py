@@ -77,7 +77,6 @@ class EquivariantModelForSeq2SeqLM(EmbeddingDelegationMixin, EquivariantPreTrain
     base_auto_class = AutoModelForSeq2SeqLM
     group_input = "input_ids"
     output_kind = "equivariant"
-    base_config_attr = "text_config"
     auto_classes = ("AutoModelForSeq2SeqLM",)
     card_template = "sections"
     card_pipeline_tag = "text2text-generation"

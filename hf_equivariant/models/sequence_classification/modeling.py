@@ -44,7 +44,6 @@ class SpanInvariantModel(EmbeddingDelegationMixin, EquivariantPreTrainedModel):
     Subclasses set ``config_class``, ``base_auto_class`` and implement ``forward`` with :meth:`run_invariant`.
     """
 
-    base_config_attr = "base_config"
 
     def card_group_tags(self) -> list[str]:
         return list(dict.fromkeys(self.config.group_names))
